@@ -1,0 +1,1 @@
+"""interlock.adapters: everything that touches the world."""

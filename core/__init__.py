@@ -1,0 +1,1 @@
+"""interlock.core: pure, side-effect-free domain logic (sans-I/O)."""

@@ -1,0 +1,1 @@
+"""The execution controller: one state machine per tool call, defined once."""
