@@ -51,14 +51,17 @@ class ToolExecutor(Protocol):
 
 @runtime_checkable
 class IntentLedger(Protocol):
-    """Irreversible-intent ledger (I4). ``claim`` is atomic: it returns ``None``
-    when the key is now claimed by ``call_id``, else the call id already holding it."""
+    """Irreversible-intent ledger (I4), keyed by (tool, idempotency key).
 
-    def claim(self, key: str, call_id: str, run_id: str) -> str | None: ...
+    ``claim`` is atomic (across processes for durable ledgers): it returns ``None``
+    when the key is now claimed by ``call_id`` (or already was, by the same call:
+    a retry or resume), else the call id already holding it."""
 
-    def release(self, key: str, call_id: str) -> None: ...
+    def claim(self, tool: str, key: str, call_id: str, run_id: str) -> str | None: ...
 
-    def started_keys(self) -> dict[str, str]: ...
+    def release(self, tool: str, key: str, call_id: str) -> None: ...
+
+    def started_keys(self) -> dict[tuple[str, str], str]: ...
 
 
 @runtime_checkable
