@@ -50,3 +50,9 @@ class MachineDefinitionError(InterlockError):
 
 class OrchestrationError(InterlockError):
     """An event that does not fit the orchestrator's state (unknown call, stale answer)."""
+
+
+class ToolLoadError(InterlockError):
+    """A tool implementation cannot be loaded or registered: a broken
+    ``interlock.tools`` entry point, or two different implementations for one
+    tool name. Names the distribution / module and entry point involved."""
