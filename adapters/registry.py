@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -211,12 +212,22 @@ def _check_name(name: Any) -> None:
 
 
 def _same_impl(a: Any, b: Any) -> bool:
-    """Same object, or the same function of the same module re-executed."""
+    """Same object, or the same function from the same source (a module imported
+    twice, e.g. once by path and once by dotted name, runs its decorators twice)."""
     if a is b:
         return True
-    key = lambda f: (getattr(f, "__module__", None), getattr(f, "__qualname__", None))  # noqa: E731
-    module, qual = key(a)
-    return key(a) == key(b) and module is not None and qual is not None and "<locals>" not in qual
+    key_a, key_b = _source_key(a), _source_key(b)
+    return key_a is not None and key_a == key_b
+
+
+def _source_key(fn: Any) -> tuple[str, int, str] | None:
+    with contextlib.suppress(Exception):  # a decorated tool: compare what it wraps
+        fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    qual = getattr(fn, "__qualname__", None)
+    if code is None or qual is None or "<locals>" in qual:  # closures differ by what they close over
+        return None
+    return (os.path.realpath(code.co_filename), code.co_firstlineno, qual)
 
 
 def _describe(fn: Any) -> str:
