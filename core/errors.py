@@ -56,3 +56,12 @@ class ToolLoadError(InterlockError):
     """A tool implementation cannot be loaded or registered: a broken
     ``interlock.tools`` entry point, or two different implementations for one
     tool name. Names the distribution / module and entry point involved."""
+
+
+class TemplateError(InterlockError, ValueError):
+    """A template (``"file:{path}"``) that cannot be parsed: unclosed ``{``, stray ``}``, ``{}``."""
+
+    def __init__(self, text: str, position: int, message: str) -> None:
+        self.text = text
+        self.position = position
+        super().__init__(f"template {text!r}, position {position}: {message}")
