@@ -56,7 +56,8 @@ SETTLED: frozenset[State] = FINAL | {State.ROLLING_BACK}
 
 
 class Guard(str, enum.Enum):
-    """Named facts about one call at one moment. Each is a safety rule."""
+    """Named facts about one call at one moment. Each is a safety rule (the
+    comments below; the same text, as data, is ``GUARD_RULES`` at the end)."""
 
     # I1: LIVE only when section 2 says so: not locked, allow_live, not denied,
     # confidence >= live threshold for the risk (after overrides), and not a
@@ -163,3 +164,82 @@ SYSTEM_TRANSITIONS: list[dict] = [
      "dest": SystemState.LOCKED},
     {"trigger": "unlock", "source": SystemState.LOCKED, "dest": SystemState.UNLOCKED},
 ]
+
+
+# --------------------------------------------------------------------------
+# Documentation data: rendered into specs/controller.md and the diagrams, and
+# read by the definition-time checks in ``interlock.core.controller.machine``.
+# --------------------------------------------------------------------------
+
+#: What each state means (SPEC section 2).
+STATE_MEANING: dict[State, str] = {
+    S.PROPOSED: "received, not yet validated",
+    S.REJECTED: "cannot run: policy denies the tool, unresolvable or rejected dependency, "
+                "duplicate step id, a resource template naming an absent optional argument",
+    S.WAITING: "valid; waiting for dependencies or a serialized conflict",
+    S.READY: "may be dispatched now",
+    S.AWAITING_APPROVAL: "LIVE is permitted only with approval; request sent",
+    S.RUNNING_MOCK: "executing as MOCK (the contract's mock_result; no side effect)",
+    S.RUNNING_DRY_RUN: "executing as DRY_RUN (a preview; changes nothing)",
+    S.RUNNING_LIVE: "executing LIVE (real side effects)",
+    S.SUCCEEDED: "finished successfully; left only for rolling_back",
+    S.FAILED: "finished unsuccessfully after retries",
+    S.OUTCOME_UNKNOWN: "a LIVE, non-idempotent execution whose result was lost (timeout, crash); "
+                       "never retried automatically; left only by an operator's resolve",
+    S.CANCELLED: "will never run: dependency failed, conflict lost, approval denied with "
+                 "on_denied: cancel, run aborted",
+    S.ROLLING_BACK: "the compensating tool is running",
+    S.ROLLED_BACK: "the compensating tool succeeded",
+    S.ROLLBACK_FAILED: "the compensating tool failed",
+}
+
+#: The safety rule each guard implements (the comments in ``Guard``, as data).
+GUARD_RULES: dict[Guard, str] = {
+    G.LIVE_PERMITTED: "I1: LIVE only when not locked, allow_live, the tool is not denied, confidence >= "
+                      "the live threshold for its risk (after overrides), and not a duplicate of an "
+                      "irreversible key already started live (I4)",
+    G.DRY_RUN_PERMITTED: "I2: a locked system runs DRY_RUN only under lock_mode: dry_run; the tool must "
+                         "support dry runs and the confidence reach the dry-run threshold",
+    G.NEEDS_APPROVAL: "I1: LIVE is permitted but approval is required and not yet granted",
+    G.ON_DENIED_CANCEL: "approval denied, timed out or the gate failed (fail closed), and on_denied: cancel",
+    G.ON_DENIED_DRY_RUN: "approval denied, timed out or the gate failed (fail closed), and on_denied: dry_run",
+    G.RETRY_ALLOWED: "section 5: attempts left, and the mode is not LIVE or the tool is idempotent "
+                     "(I4: never re-run a non-idempotent live call)",
+    G.IDEMPOTENT: "the tool is safe to retry with the same args; a lost idempotent LIVE call may be "
+                  "retried instead of becoming outcome_unknown",
+    G.ROLLBACKABLE: "I7: only LIVE, reversible, succeeded calls are rolled back",
+    G.RESOLVED_SUCCEEDED: "an operator settled an unknown outcome as succeeded",
+}
+
+#: What each trigger means, in definition order.
+TRIGGER_MEANING: dict[str, str] = {
+    "accept": "intake found the call valid",
+    "reject": "intake found a plan problem (a reason names plan and step)",
+    "release": "dependencies succeeded and no serialized conflict is ahead of it",
+    "dispatch": "the scheduler starts the call: the most powerful permitted mode",
+    "approve": "the approval gate granted LIVE",
+    "deny": "the approval gate denied, timed out or failed (fail closed)",
+    "succeed": "the execution finished successfully",
+    "fail": "the execution failed",
+    "lose": "the execution's outcome was lost (timeout, crash)",
+    "resolve": "an operator settled an unknown outcome",
+    "cancel": "the call will never run (dependency failed, conflict lost, run aborted)",
+    "rollback": "the saga compensates a succeeded call of a failed plan",
+    "rollback_ok": "the compensating tool succeeded",
+    "rollback_error": "the compensating tool failed",
+}
+
+#: (source, trigger) pairs whose guarded edges may all refuse. Firing such a
+#: trigger then raises InvalidTransition and nothing changes. Every other
+#: (source, trigger) edge list ends in an unguarded edge, so it always moves.
+PARTIAL: dict[tuple[State, str], str] = {
+    (S.SUCCEEDED, "rollback"): "I7: only LIVE, reversible successes are compensated; "
+                               "any other success stays succeeded",
+}
+
+#: Triggers whose edge list must end in an unguarded fallback to running_mock
+#: (Rule 3: MOCK is always permitted and never has side effects).
+MOCK_FALLBACK_TRIGGERS: tuple[str, ...] = ("dispatch", "approve", "deny")
+
+#: The lock machine starts unlocked.
+SYSTEM_INITIAL = SystemState.UNLOCKED
