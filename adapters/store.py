@@ -191,19 +191,23 @@ def _inspect(path: Path, timeout_s: float) -> None:
         raise StoreError(f"{path} is not an interlock store (not an SQLite database); "
                          "move it away or use another --state-dir")
     # Without a -wal file everything is in the main file: read it as immutable,
-    # which creates no -wal/-shm files beside a file that may not be ours. Should
-    # that read fail (a writer appeared meanwhile), read it again the normal way.
+    # which creates no -wal/-shm files beside a file that may not be ours. Only
+    # if that read fails and a -wal file has appeared meanwhile (a writer came
+    # in) is it read again the normal way.
     uri = path.resolve().as_uri()
-    modes = ["mode=ro"] if Path(f"{path}-wal").exists() else ["mode=ro&immutable=1", "mode=ro"]
-    for i, mode in enumerate(modes):
+    wal = Path(f"{path}-wal")
+    immutable = not wal.exists()
+    while True:
         conn = None
         try:
-            conn = sqlite3.connect(f"{uri}?{mode}", uri=True, timeout=timeout_s)
+            conn = sqlite3.connect(f"{uri}?mode=ro{'&immutable=1' if immutable else ''}", uri=True,
+                                   timeout=timeout_s)
             _schema_version(conn, path)
             return
         except sqlite3.Error as exc:
-            if i == len(modes) - 1:
+            if not (immutable and wal.exists()):
                 raise _error(path, exc, "read it", timeout_s) from exc
+            immutable = False
         finally:
             if conn is not None:
                 conn.close()
