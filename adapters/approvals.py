@@ -24,6 +24,7 @@ import attrs
 import yaml
 
 from interlock.adapters.clocks import SystemClock
+from interlock.adapters.executors import in_daemon_thread
 from interlock.core.commands import RequestApproval
 from interlock.core.errors import LoadError, Problem
 from interlock.core.ports import ApprovalAnswer, ApprovalGate, Clock
@@ -250,7 +251,7 @@ class TerminalPrompt:
         stdin = self._stdin if self._stdin is not None else sys.stdin
         if stdin is None or not _isatty(stdin):
             return ApprovalAnswer(granted=False, by="terminal", reason=NO_TTY_REASON)
-        granted = await asyncio.to_thread(self._ask, req, stdin)
+        granted = await in_daemon_thread(self._ask, req, stdin)  # an unanswered prompt is abandoned
         return ApprovalAnswer(granted=granted, by=f"terminal:{_user()}",
                               reason="approved at the terminal" if granted else "denied at the terminal")
 
@@ -310,9 +311,9 @@ class CallableGate:
         if inspect.iscoroutinefunction(self.fn) or inspect.iscoroutinefunction(getattr(self.fn, "__call__", None)):
             value = await self.fn(*args)
         else:
-            # In a worker thread, so a blocking callback cannot stall the event loop
-            # and the deadline that ``guarded`` enforces.
-            value = await asyncio.to_thread(self.fn, *args)
+            # In a thread of its own, so a blocking callback cannot stall the event
+            # loop and the deadline that ``guarded`` enforces.
+            value = await in_daemon_thread(self.fn, *args)
         if inspect.isawaitable(value):
             value = await value
         return _as_answer(value, f"callable:{self.name}")

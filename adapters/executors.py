@@ -13,10 +13,12 @@ may have happened, so the core must not assume it did not (I4, outcome_unknown).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import math
 import string
+import threading
 from typing import Any, Callable
 
 import jsonschema
@@ -26,7 +28,7 @@ from interlock.core.commands import Execute, Rollback
 from interlock.core.model import Catalog, Mode, ToolContract
 from interlock.core.ports import ExecutionResult
 
-__all__ = ["Executor", "contract_preview", "expand_template"]
+__all__ = ["Executor", "contract_preview", "expand_template", "in_daemon_thread"]
 
 
 class Executor:
@@ -129,13 +131,46 @@ def _error_text(exc: BaseException) -> str:
 async def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     if _is_async(fn):
         return await fn(**kwargs)
-    # Sync code runs in a worker thread so the event loop (other calls, approval
-    # deadlines) keeps going. A thread cannot be killed: after a timeout it may
-    # still finish its side effect, which is why a LIVE timeout is "lost".
-    value = await asyncio.to_thread(fn, **kwargs)
+    value = await in_daemon_thread(fn, **kwargs)
     if inspect.isawaitable(value):  # e.g. a partial of an async function
         value = await value
     return value
+
+
+async def in_daemon_thread(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run blocking ``fn`` in a daemon thread of its own and await its result.
+
+    Sync code must not stall the event loop (other calls, approval deadlines).
+    Not ``asyncio.to_thread``: a thread cannot be killed, and the default
+    executor's threads are joined when ``asyncio.run`` ends and at interpreter
+    exit, so one hung tool would hang interlock after it gave up on the call.
+    A daemon thread is abandoned instead; after a timeout it may still finish
+    its side effect, which is why a LIVE timeout is reported as lost.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():  # cancelled (timed out) meanwhile: nobody is waiting
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            outcome = (True, context.run(fn, *args, **kwargs))
+        except BaseException as exc:  # delivered to the awaiting coroutine
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is closed: the run is over
+            pass
+
+    threading.Thread(target=work, name=f"interlock-{getattr(fn, '__name__', 'tool')}", daemon=True).start()
+    return await future
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
