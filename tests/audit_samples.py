@@ -146,6 +146,7 @@ def rollbacks() -> list[RollbackEvent]:
 def signals() -> list[dict[str, Any]]:
     return [
         {"signal": "TOOL_RELIABILITY", "time": 103.0, "tool": "k8s.deploy", "success_rate": 0.0,
-         "samples": 1},
-        {"signal": "APPROVAL_MISMATCH", "time": 103.0, "call_id": "p1/b", "kind": "high_confidence_failure"},
+         "latency_ms_mean": 15.0, "rollback_rate": 0.0, "samples": 1},
+        {"signal": "APPROVAL_MISMATCH", "time": 103.0, "call_id": "p1/b", "tool": "k8s.deploy",
+         "kind": "high_confidence_failure", "confidence": 0.5, "outcome": "failed", "detail": "boom"},
     ]
