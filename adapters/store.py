@@ -43,8 +43,9 @@ __all__ = [
 
 DB_NAME = "interlock.db"
 APPLICATION = "interlock"
-#: The first transition of a run has this seq and ``prev_hash == GENESIS``.
-FIRST_SEQ = 1
+#: The first transition of a run has this seq and ``prev_hash == GENESIS``
+#: (as ``interlock.core.audit.verify_chain`` expects: seq = 0-based line index).
+FIRST_SEQ = 0
 RECORD_KINDS = ("execution", "conflict", "rollback", "signal", "anomaly", "approval")
 SYSTEM_STATES = ("unlocked", "locked")
 
@@ -62,7 +63,7 @@ MIGRATIONS: list[str] = [
         created   REAL NOT NULL,
         status    TEXT NOT NULL,
         digests   TEXT NOT NULL,          -- JSON: catalog/plans/policy digests
-        head_seq  INTEGER NOT NULL,       -- seq of the last transition, 0 when none
+        head_seq  INTEGER NOT NULL,       -- seq of the last transition, -1 when none
         head_hash TEXT NOT NULL,          -- its hash, GENESIS when none
         exit_code INTEGER,
         meta      TEXT NOT NULL           -- JSON
@@ -103,6 +104,11 @@ MIGRATIONS: list[str] = [
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+#: ``interlock.core.audit.canonical_json`` with a prebuilt encoder (json.dumps with
+#: arguments builds one per call): transition lines are stored as the exact text
+#: the JSONL export and the byte-exact verifier expect.
+_canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode
 _T = TypeVar("_T")
 
 
@@ -373,8 +379,8 @@ class SQLiteStore:
             try:
                 conn.execute(
                     "INSERT INTO runs (run_id, created, status, digests, head_seq, head_hash, exit_code, meta)"
-                    " VALUES (?, ?, 'running', ?, 0, ?, NULL, ?)",
-                    (run_id, self._now(), _encode(digests), GENESIS, _encode(meta)))
+                    " VALUES (?, ?, 'running', ?, ?, ?, NULL, ?)",
+                    (run_id, self._now(), _encode(digests), FIRST_SEQ - 1, GENESIS, _encode(meta)))
             except sqlite3.IntegrityError:
                 raise StoreError(f"{self.path}: run {run_id!r} already exists") from None
         self._write(f"create run {run_id!r}", body)
@@ -440,7 +446,7 @@ class SQLiteStore:
                         f"with prev_hash {str(prev)[:16]}...; nothing of this step was written")
                 if not isinstance(digest, str) or not digest:
                     raise StoreError(f"{self.path}: run {run_id!r}: transition seq {seq} has no hash")
-                rows.append((run_id, seq, _encode(line), digest))
+                rows.append((run_id, seq, _canonical(line), digest))
                 head_seq, head_hash = seq, digest
             if rows:
                 conn.executemany("INSERT INTO transitions (run_id, seq, line, hash) VALUES (?, ?, ?, ?)", rows)
@@ -459,11 +465,24 @@ class SQLiteStore:
                 conn.executemany("INSERT INTO records (run_id, kind, seq, body) VALUES (?, ?, ?, ?)", rec_rows)
         self._write(f"commit a step of run {run_id!r}", body)
 
-    def transitions(self, run_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+    def transitions(self, run_id: str, *, after: int = FIRST_SEQ - 1) -> list[dict[str, Any]]:
         """The run's transition lines in seq order (those with seq > ``after``)."""
         rows = self._read("SELECT line FROM transitions WHERE run_id = ? AND seq > ? ORDER BY seq",
                           (run_id, after))
         return [json.loads(r[0]) for r in rows]
+
+    def transition_texts(self, run_id: str) -> list[str]:
+        """The run's transition lines as stored: canonical JSON text, one per line of
+        ``execution_state_transitions.jsonl`` (for a byte-exact export or check)."""
+        return [r[0] for r in self._read("SELECT line FROM transitions WHERE run_id = ? ORDER BY seq", (run_id,))]
+
+    def head(self, run_id: str) -> tuple[int, str]:
+        """``(count, head_hash)`` of the run's log, kept apart from the log (the
+        ``head`` argument of ``interlock.core.audit.verify_chain``)."""
+        rows = self._read("SELECT head_seq, head_hash FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise StoreError(f"{self.path}: unknown run {run_id!r}")
+        return (rows[0][0] - FIRST_SEQ + 1, rows[0][1])
 
     def records(self, run_id: str, kind: str) -> list[dict[str, Any]]:
         """The run's records of one kind, in the order they were committed."""

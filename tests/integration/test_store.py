@@ -17,21 +17,16 @@ import pytest
 from interlock.adapters import store as store_mod
 from interlock.adapters.cli import EnvironmentProblem
 from interlock.adapters.store import DB_NAME, FIRST_SEQ, MIGRATIONS, SQLiteStore, StoreError
-from interlock.core.audit import GENESIS, link_hash
+from interlock.core.audit import GENESIS, canonical_json, chain_lines, verify_chain
 
 
 def chain(prev_hash: str, first_seq: int, n: int, tag: str = "c") -> list[dict]:
-    """``n`` transition lines continuing (first_seq - 1, prev_hash), hashed as the audit chain does."""
-    lines = []
-    for i in range(n):
-        line = {"seq": first_seq + i, "time": float(i), "machine": "call", "call_id": f"{tag}{i}",
-                "plan_id": "p", "agent_id": "a", "src": "pending", "trigger": "dispatch",
-                "dst": "running_mock", "rule": "mock_fallback", "detail": {"i": i},
-                "prev_hash": prev_hash}
-        line["hash"] = link_hash(prev_hash, line)
-        prev_hash = line["hash"]
-        lines.append(line)
-    return lines
+    """``n`` transition lines with seqs from ``first_seq``, chained onto ``prev_hash`` by the audit chain."""
+    return chain_lines([
+        {"schema_version": 1, "run_id": "r1", "seq": first_seq + i, "time": float(i), "machine": "call",
+         "call_id": f"{tag}{i}", "plan_id": "p", "agent_id": "a", "from": "pending", "trigger": "dispatch",
+         "to": "running_mock", "rule": "mock_fallback", "detail": {"i": i, "note": "é"}}
+        for i in range(n)], prev_hash)
 
 
 def sidecars(d: Path) -> list[str]:
@@ -80,7 +75,7 @@ def test_newer_migrations_are_applied_in_order_and_keep_data(tmp_path, monkeypat
     with SQLiteStore.open(tmp_path) as s:
         assert s.schema_version == len(MIGRATIONS) + 2
         assert s.conn.execute("SELECT run_id, note, flag FROM notes").fetchall() == [("r1", "added by v2", 3)]
-        assert [l["seq"] for l in s.transitions("r1")] == [1, 2, 3]
+        assert [l["seq"] for l in s.transitions("r1")] == [0, 1, 2]
 
 
 def test_a_failing_migration_leaves_the_store_at_its_old_version(tmp_path, monkeypatch):
@@ -290,7 +285,7 @@ def test_a_write_refused_while_locked_changes_nothing_and_the_store_stays_usable
         assert s.started_keys() == {} and s.transitions("r1") == []
         assert s.claim("pay", "k1", "c1", "r1") is None
         s.commit_step("r1", transitions=chain(GENESIS, FIRST_SEQ, 2))
-        assert s.get_run("r1")["head_seq"] == 2
+        assert s.head("r1")[0] == 2
 
 
 # -- group commit -------------------------------------------------------------------------
@@ -309,11 +304,14 @@ def test_a_step_is_committed_whole_with_its_records(store):
     assert store.records("r1", "conflict") == [{"id": "x1"}]
     assert store.records("r1", "rollback") == []
     run = store.get_run("r1")
-    assert (run["head_seq"], run["head_hash"]) == (5, lines[-1]["hash"])
+    assert (run["head_seq"], run["head_hash"]) == (4, lines[-1]["hash"])
+    assert store.head("r1") == (5, lines[-1]["hash"])
+    assert store.transition_texts("r1") == [canonical_json(l) for l in lines]
+    assert verify_chain(store.transition_texts("r1"), store.head("r1")).ok
     assert run["digests"] == {"catalog": "c", "plans": "p", "policy": "q"} and run["status"] == "running"
-    more = chain(lines[-1]["hash"], 6, 2)
+    more = chain(lines[-1]["hash"], 5, 2)
     store.commit_step("r1", transitions=more, records=[("execution", {"call_id": "c2"})])
-    assert store.transitions("r1", after=5) == more
+    assert store.transitions("r1", after=4) == more
     assert [r["call_id"] for r in store.records("r1", "execution")] == ["c0", "c1", "c2"]
     rows = store.conn.execute("SELECT seq FROM records WHERE run_id = 'r1' AND kind = 'execution' ORDER BY seq")
     assert [r[0] for r in rows] == [1, 2, 3]
@@ -325,15 +323,16 @@ def test_an_injected_failure_mid_step_leaves_nothing_of_the_step(tmp_path):
         first = chain(GENESIS, FIRST_SEQ, 3)
         s.commit_step("r1", transitions=first, records=[("execution", {"n": 1})])
         s.fail_on_write = s.write_count + 1
-        step = chain(first[-1]["hash"], 4, 100)
+        step = chain(first[-1]["hash"], 3, 100)
         with pytest.raises(StoreError, match=r"write failed: disk full \(injected\)"):
             s.commit_step("r1", transitions=step, records=[("execution", {"n": 2}), ("anomaly", {"a": 1})])
         assert s.transitions("r1") == first
         assert s.records("r1", "execution") == [{"n": 1}] and s.records("r1", "anomaly") == []
-        assert s.get_run("r1")["head_seq"] == 3
+        assert s.head("r1") == (3, first[-1]["hash"])
         s.commit_step("r1", transitions=step)  # the same step, retried, goes through
     with SQLiteStore.open(tmp_path) as s:
         assert len(s.transitions("r1")) == 103
+        assert verify_chain(s.transitions("r1"), s.head("r1")).ok
         assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
@@ -356,22 +355,23 @@ def test_on_write_counts_every_write_transaction_and_fail_on_write_the_attempts(
 def test_the_chain_must_continue_the_stored_head(store):
     store.create_run("r1", digests={}, meta={})
     lines = chain(GENESIS, FIRST_SEQ, 3)
-    with pytest.raises(StoreError, match="expected seq 1"):
+    with pytest.raises(StoreError, match="expected seq 0"):
         store.commit_step("r1", transitions=lines[1:])                     # starts mid-chain
     store.commit_step("r1", transitions=lines)
     bad = [
-        chain(lines[-1]["hash"], 5, 1),                                     # a gap
-        chain(lines[-2]["hash"], 3, 1),                                     # rewrites seq 3 (a fork)
-        chain(GENESIS, 4, 1),                                               # right seq, wrong prev_hash
-        chain(lines[-1]["hash"], 4, 2)[::-1],                               # reordered
-        [{**chain(lines[-1]["hash"], 4, 1)[0], "seq": "4"}],                # seq of the wrong type
-        [{k: v for k, v in chain(lines[-1]["hash"], 4, 1)[0].items() if k != "hash"}],  # no hash
+        chain(lines[-1]["hash"], 4, 1),                                     # a gap
+        chain(lines[-2]["hash"], 2, 1),                                     # rewrites seq 2 (a fork)
+        chain(GENESIS, 3, 1),                                               # right seq, wrong prev_hash
+        chain(lines[-1]["hash"], 3, 2)[::-1],                               # reordered
+        [{**chain(lines[-1]["hash"], 3, 1)[0], "seq": "3"}],                # seq of the wrong type
+        [{**chain(lines[-1]["hash"], 3, 1)[0], "seq": True}],               # a bool is not a seq
+        [{k: v for k, v in chain(lines[-1]["hash"], 3, 1)[0].items() if k != "hash"}],  # no hash
     ]
     for step in bad:
         with pytest.raises(StoreError, match="run 'r1': transition"):
             store.commit_step("r1", transitions=step, records=[("execution", {"x": 1})])
     assert store.transitions("r1") == lines and store.records("r1", "execution") == []
-    ok = chain(lines[-1]["hash"], 4, 2)
+    ok = chain(lines[-1]["hash"], 3, 2)
     store.commit_step("r1", transitions=ok)
     assert store.get_run("r1")["head_hash"] == ok[-1]["hash"]
 
@@ -382,9 +382,9 @@ def test_a_second_writer_with_a_stale_head_cannot_fork_the_log(tmp_path):
         base = chain(GENESIS, FIRST_SEQ, 2)
         a.commit_step("r1", transitions=base)
         head = b.get_run("r1")["head_hash"]
-        a.commit_step("r1", transitions=chain(head, 3, 1, tag="a"))
+        a.commit_step("r1", transitions=chain(head, 2, 1, tag="a"))
         with pytest.raises(StoreError, match="does not continue the log"):
-            b.commit_step("r1", transitions=chain(head, 3, 1, tag="b"))
+            b.commit_step("r1", transitions=chain(head, 2, 1, tag="b"))
         assert [l["call_id"] for l in b.transitions("r1")] == ["c0", "c1", "a0"]
 
 
@@ -412,7 +412,7 @@ def test_runs_lifecycle(tmp_path):
         assert [(r["run_id"], r["created"], r["status"], r["exit_code"]) for r in s.list_runs()] == [
             ("r2", 10.0, "failed", 1), ("r1", 20.0, "running", None)]
         assert s.get_run("r2")["meta"] == {"argv": ["run"]} and s.get_run("r3") is None
-        assert s.get_run("r1")["head_hash"] == GENESIS and s.get_run("r1")["head_seq"] == 0
+        assert s.get_run("r1")["head_hash"] == GENESIS and s.head("r1") == (0, GENESIS)
 
 
 def test_lock_state_is_durable_and_validated(tmp_path):
@@ -454,12 +454,12 @@ def test_everything_persists_across_reopen(tmp_path):
     # no finish_run: the process "crashed" after its last commit
     with SQLiteStore.open(tmp_path) as s:
         run = s.get_run("r1")
-        assert run["status"] == "running" and run["head_seq"] == 4 and run["head_hash"] == lines[-1]["hash"]
+        assert run["status"] == "running" and run["head_seq"] == 3 and run["head_hash"] == lines[-1]["hash"]
         assert s.transitions("r1") == lines
         assert s.records("r1", "rollback") == [{"call_id": "c0"}]
         assert s.claim("pay", "k", "c2", "r2") == "c1"
         assert s.system_state()["state"] == "locked"
-        s.commit_step("r1", transitions=chain(lines[-1]["hash"], 5, 1))  # the resume continues the chain
+        s.commit_step("r1", transitions=chain(lines[-1]["hash"], 4, 1))  # the resume continues the chain
 
 
 def test_a_closed_store_says_so(tmp_path):
