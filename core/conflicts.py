@@ -1,0 +1,695 @@
+"""Conflicts between accepted calls, found before anything runs (SPEC section 4, I6).
+
+A conflict is a **group**: one record per (resource, type) listing every call
+involved, never one per pair. k calls writing a hot resource are k(k-1)/2
+pairs; enumerating them is quadratic however well it is indexed, so the
+detector walks a resource index (resource -> accessors in chain order) once
+and spends O(k) per group. ``serialize`` adds a *chain* of ordering edges
+(k-1 for k writers; a reader sits between its neighbouring writers, so the
+readers of one gap still run concurrently), never an edge per pair.
+
+Rules, as data where possible (``PROCESS_ORDER``, ``ALLOWED_STRATEGIES``):
+
+Rule 1 (one total order, never against dependencies): every chain follows
+    ``chain_key = (dependency depth, -priority, seq)`` -- within one
+    dependency depth, higher priority first, then submission order. Depth is
+    the longest path from a root over accepted calls, so a call sorts after
+    every call it depends on; every dependency and every ordering edge then
+    points forward in this one order and their union cannot have a cycle
+    (a cycle would deadlock the run).
+Rule 2 ("unordered" is judged on direct edges only): two calls count as
+    ordered only if one lists the other in ``after``. Transitively ordered
+    pairs are treated as unordered -- conservative: at worst a redundant
+    edge or a conflict record that was not strictly needed. A group is a
+    conflict unless every edge its chain needs is already a direct
+    dependency.
+Rule 3 (greedy, fixed order): types are processed in ``PROCESS_ORDER``; a call
+    cancelled by one conflict is skipped in every later group, so it is
+    never a winner elsewhere.
+Rule 4 (cancel first, order second): strategies that cancel (``priority``,
+    ``deduplicate``) run first, over all types in order; chains and
+    escalations are built afterwards over the calls that survived, so a
+    chain never runs through a call that a later group cancelled (that would
+    leave its neighbours unordered and break I6).
+Rule 5 (escalate still orders): an escalated group also gets its chain, so if
+    the approval gate grants it the calls still never overlap (I6); denied
+    or timed out, the orchestrator cancels them.
+
+Conflict ids ``C0001``... follow the records' order: resources by first
+appearance (seq of the first accepted call touching it, then its position in
+that call's accesses; synthetic resources such as ``tools:A|B`` after real
+ones of the same call), then ``ConflictType`` order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import attrs
+
+from interlock.core.calls import Call, Escalation
+from interlock.core.model import ConflictType, Policy, Strategy, ToolContract
+from interlock.core.records import ConflictRecord
+
+__all__ = [
+    "ALLOWED_STRATEGIES",
+    "PROCESS_ORDER",
+    "DependencyProblem",
+    "Detection",
+    "chain_order",
+    "detect",
+    "is_irreversible",
+]
+
+CT = ConflictType
+
+#: Rule 3: the order types are processed in (cancellations of earlier types win).
+PROCESS_ORDER: tuple[ConflictType, ...] = (
+    CT.DEPENDENCY,
+    CT.DUPLICATE_IRREVERSIBLE,
+    CT.MUTUALLY_EXCLUSIVE,
+    CT.WRITE_WRITE,
+    CT.READ_WRITE,
+    CT.CAPACITY,
+)
+
+_ORDERING = frozenset({Strategy.SERIALIZE, Strategy.PRIORITY, Strategy.ESCALATE})
+
+#: Strategies that make sense per type (the policy schema offers the same).
+#: Anything else falls back to ``_FALLBACK`` -- never to a strategy that cancels.
+ALLOWED_STRATEGIES: dict[ConflictType, frozenset[Strategy]] = {
+    CT.WRITE_WRITE: _ORDERING,
+    CT.READ_WRITE: _ORDERING,
+    CT.MUTUALLY_EXCLUSIVE: _ORDERING,
+    CT.DUPLICATE_IRREVERSIBLE: frozenset({Strategy.DEDUPLICATE, Strategy.SERIALIZE, Strategy.ESCALATE}),
+    CT.CAPACITY: frozenset({Strategy.SERIALIZE}),  # the scheduler enforces max_concurrency
+    CT.DEPENDENCY: frozenset({Strategy.ESCALATE}),
+}
+_FALLBACK: dict[ConflictType, Strategy] = {
+    CT.WRITE_WRITE: Strategy.SERIALIZE,
+    CT.READ_WRITE: Strategy.SERIALIZE,
+    CT.MUTUALLY_EXCLUSIVE: Strategy.SERIALIZE,
+    CT.DUPLICATE_IRREVERSIBLE: Strategy.SERIALIZE,
+    CT.CAPACITY: Strategy.SERIALIZE,
+    CT.DEPENDENCY: Strategy.ESCALATE,
+}
+
+_TYPE_RANK = {t: n for n, t in enumerate(ConflictType)}
+_SYNTHETIC = 1 << 40  # sorts synthetic resources after the real ones of the same call
+_SHOWN = 5  # call ids named in a reason before "... and N more"
+
+
+def is_irreversible(contract: ToolContract) -> bool:
+    """Calls of such a tool must not run twice for one idempotency key (I4)."""
+    return not contract.reversible
+
+
+def strategy_for(policy: Policy, kind: ConflictType) -> Strategy:
+    s = policy.conflicts.strategy(kind)
+    return s if s in ALLOWED_STRATEGIES[kind] else _FALLBACK[kind]
+
+
+@attrs.frozen
+class DependencyProblem:
+    """A dependency conflict that intake found (missing dependency, cycle, or a
+    dependency on a rejected call). ``rejected_deps`` empty: the calls are
+    already rejected and the record says so. Non-empty: ``calls[0]`` depends
+    on those rejected calls and is escalated (granted: it runs without them)."""
+
+    resource: str
+    calls: tuple[str, ...]
+    reason: str
+    rejected_deps: tuple[str, ...] = ()
+    detail: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Detection:
+    records: tuple[ConflictRecord, ...]
+    order_edges: tuple[tuple[str, str], ...]
+    cancelled: dict[str, str]
+    escalations: tuple[Escalation, ...]
+
+
+class _Group:
+    """A record in the making: its id is known only once every group is found."""
+
+    __slots__ = ("kind", "resource", "key", "calls", "strategy", "outcome", "detail",
+                 "cancel", "escalate", "drop_deps")
+
+    def __init__(self, kind: ConflictType, resource: str, key: tuple, calls: Sequence[str],
+                 strategy: Strategy, outcome: str, detail: dict[str, Any]) -> None:
+        self.kind = kind
+        self.resource = resource
+        self.key = key
+        self.calls = tuple(calls)
+        self.strategy = strategy
+        self.outcome = outcome
+        self.detail = detail
+        self.cancel: list[tuple[int, str]] = []  # (call index, reason after "conflict Cnnnn")
+        self.escalate: str | None = None  # reason after "conflict Cnnnn", or None
+        self.drop_deps: tuple[tuple[str, str], ...] = ()
+
+
+def chain_order(calls: Sequence[Call], rejected: Mapping[str, str] | Iterable[str] = ()) -> list[int]:
+    """Indices of the accepted calls in chain order (Rule 1): dependency depth,
+    then higher priority, then submission order."""
+    return _Index(calls, set(rejected)).order
+
+
+class _Index:
+    """Per-call arrays (by position) and the resource index, built once."""
+
+    def __init__(self, calls: Sequence[Call], rejected: set[str]) -> None:
+        n = len(calls)
+        self.calls = calls
+        self.ids = [c.call_id for c in calls]
+        self.alive = [cid not in rejected for cid in self.ids]
+        self.prio = [c.priority for c in calls]
+        pos = {cid: i for i, cid in enumerate(self.ids)}
+        self.pos = pos
+        empty: frozenset[int] = frozenset()
+        deps: list[frozenset[int]] = [empty] * n
+        for i, c in enumerate(calls):
+            if c.deps:
+                deps[i] = frozenset(pos[d] for d in c.deps if d in pos)
+        self.deps = deps
+        self.depth = self._depths()
+        alive, depth, prio = self.alive, self.depth, self.prio
+        self.order = sorted((i for i in range(n) if alive[i]), key=lambda i: (depth[i], -prio[i]))
+        self.rank = [0] * n
+        for r, i in enumerate(self.order):
+            self.rank[i] = r
+
+    def _depths(self) -> list[int]:
+        """Longest path from a root over accepted calls (Kahn's algorithm).
+
+        Deps on rejected calls do not count: if the escalation is granted they
+        are dropped. Intake rejects every call on a cycle, so all accepted
+        calls are reached; any that are not (a caller that skipped intake)
+        sort last rather than crash.
+        """
+        n = len(self.ids)
+        alive, deps = self.alive, self.deps
+        indeg = [0] * n
+        succ: list[list[int]] = [[] for _ in range(n)]
+        for i in range(n):
+            if alive[i]:
+                for d in deps[i]:
+                    if alive[d]:
+                        indeg[i] += 1
+                        succ[d].append(i)
+        depth = [0] * n
+        queue = [i for i in range(n) if alive[i] and not indeg[i]]
+        head = 0
+        while head < len(queue):
+            i = queue[head]
+            head += 1
+            di = depth[i] + 1
+            for j in succ[i]:
+                if depth[j] < di:
+                    depth[j] = di
+                indeg[j] -= 1
+                if not indeg[j]:
+                    queue.append(j)
+        if head < sum(alive):
+            top = max(depth, default=0) + 1
+            for i in range(n):
+                if alive[i] and indeg[i]:
+                    depth[i] = top
+        return depth
+
+
+def detect(
+    calls: Sequence[Call],
+    rejected: Mapping[str, str] | Iterable[str],
+    policy: Policy,
+    *,
+    ledger: Mapping[tuple[str, str], str] | None = None,
+    dependency_problems: Sequence[DependencyProblem] = (),
+) -> Detection:
+    """Every conflict among the accepted calls, resolved per ``policy``.
+
+    ``calls`` are in submission order (``calls[i].seq == i``); ``rejected`` are
+    ids that take no part; ``ledger`` maps (tool, idempotency key) to the call
+    that started it LIVE in an earlier run.
+    """
+    return _Detector(calls, set(rejected), policy, ledger or {}, dependency_problems).run()
+
+
+class _Detector:
+    def __init__(self, calls: Sequence[Call], rejected: set[str], policy: Policy,
+                 ledger: Mapping[tuple[str, str], str],
+                 dependency_problems: Sequence[DependencyProblem]) -> None:
+        self.x = _Index(calls, rejected)
+        self.policy = policy
+        self.ledger = ledger
+        self.dependency_problems = dependency_problems
+        n = len(calls)
+        self.cancelled = bytearray(n)
+        self.groups: list[_Group] = []
+        self.edges: list[tuple[int, int]] = []
+        self._edge_seen: set[tuple[int, int]] = set()
+        self._build_resource_index()
+
+    # ------------------------------------------------------------ index
+
+    def _build_resource_index(self) -> None:
+        """resource -> entries ``2*i + is_write`` in chain order; first appearance by seq.
+
+        A call that reads and writes one resource counts as a writer there.
+        """
+        x = self.x
+        calls, alive = x.calls, x.alive
+        first: dict[str, tuple[int, int]] = {}
+        access: list[tuple[tuple[str, ...], tuple[str, ...]]] = [((), ())] * len(calls)
+        for i, c in enumerate(calls):
+            if not alive[i]:
+                continue
+            writes = tuple(dict.fromkeys(c.writes))
+            reads = c.reads
+            if reads:
+                reads = tuple(r for r in dict.fromkeys(reads) if r not in writes) if writes else tuple(dict.fromkeys(reads))
+            access[i] = (reads, writes)
+            sub = 0
+            for r in reads:
+                if r not in first:
+                    first[r] = (i, sub)
+                sub += 1
+            for r in writes:
+                if r not in first:
+                    first[r] = (i, sub)
+                sub += 1
+        index: dict[str, list[int]] = {}
+        by_tool: dict[str, list[int]] = {}
+        for i in x.order:
+            reads, writes = access[i]
+            for r in reads:
+                lst = index.get(r)
+                if lst is None:
+                    index[r] = [i << 1]
+                else:
+                    lst.append(i << 1)
+            for r in writes:
+                lst = index.get(r)
+                if lst is None:
+                    index[r] = [(i << 1) | 1]
+                else:
+                    lst.append((i << 1) | 1)
+            tool = calls[i].tool
+            lst = by_tool.get(tool)
+            if lst is None:
+                by_tool[tool] = [i]
+            else:
+                lst.append(i)
+        self.first = first
+        self.index = index
+        self.by_tool = by_tool
+        # Resources in first-appearance order that more than one call touches.
+        self.shared = [r for r in first if len(index[r]) > 1]
+
+    # ------------------------------------------------------------ helpers
+
+    def _key(self, resource: str, kind: ConflictType, members: Sequence[int]) -> tuple:
+        f = self.first.get(resource)
+        if f is not None:
+            return (f[0], f[1], _TYPE_RANK[kind], resource)
+        return (min(members), _SYNTHETIC, _TYPE_RANK[kind], resource)
+
+    def _chain_needs(self, members: Sequence[int]) -> list[tuple[int, int]]:
+        """Chain edges between consecutive members not already a direct dependency (Rule 2)."""
+        deps = self.x.deps
+        return [(a, b) for a, b in zip(members, members[1:]) if a not in deps[b]]
+
+    def _reader_needs(self, entries: Sequence[int]) -> list[tuple[int, int]]:
+        """prev writer -> reader -> next writer, for every reader (entries in chain order)."""
+        deps = self.x.deps
+        out: list[tuple[int, int]] = []
+        prev_w = -1
+        gap: list[int] = []
+        for e in entries:
+            i = e >> 1
+            if e & 1:
+                for r in gap:
+                    if r not in deps[i]:
+                        out.append((r, i))
+                gap = []
+                prev_w = i
+            else:
+                if prev_w >= 0 and prev_w not in deps[i]:
+                    out.append((prev_w, i))
+                gap.append(i)
+        return out
+
+    def _add_edges(self, edges: Iterable[tuple[int, int]]) -> None:
+        seen = self._edge_seen
+        for e in edges:
+            if e not in seen:
+                seen.add(e)
+                self.edges.append(e)
+
+    def _ids(self, members: Iterable[int]) -> list[str]:
+        ids = self.x.ids
+        return [ids[i] for i in members]
+
+    def _names(self, members: Sequence[int]) -> str:
+        shown = ", ".join(self._ids(members[:_SHOWN]))
+        more = len(members) - _SHOWN
+        return shown + (f" and {more} more" if more > 0 else "")
+
+    def _live(self, members: Iterable[int]) -> list[int]:
+        c = self.cancelled
+        return [i for i in members if not c[i]]
+
+    def _priority(self, g: _Group, members: Sequence[int], side: Any) -> bool:
+        """Rule: the side holding the strictly highest priority call wins; the
+        others are cancelled. Returns False on a tie at the top (-> escalate)."""
+        prio, ids = self.x.prio, self.x.ids
+        top = max(prio[i] for i in members)
+        top_sides = {side(i) for i in members if prio[i] == top}
+        if len(top_sides) > 1:
+            return False
+        win_side = top_sides.pop()
+        winner = min(i for i in members if prio[i] == top and side(i) == win_side)
+        losers = [i for i in members if side(i) != win_side]
+        where = f" {g.kind.value} on {g.resource}: lost to {ids[winner]}"
+        for i in losers:
+            g.cancel.append((i, f"{where} (priority {top} > {prio[i]})"))
+            self.cancelled[i] = 1
+        g.outcome = "prioritized"
+        g.detail = {"winner": ids[winner], "priority": top, "cancelled": self._ids(losers)}
+        return True
+
+    def _ordered(self, g: _Group, members: Sequence[int], needs: list[tuple[int, int]],
+                 tie: int | None = None) -> None:
+        """serialize / escalate (and a priority tie): the chain, plus an escalation."""
+        self._add_edges(needs)
+        g.detail = {"order": self._ids(members)}
+        if g.strategy is Strategy.SERIALIZE and tie is None:
+            g.outcome = "serialized"
+            return
+        g.outcome = "escalated"
+        if tie is not None:
+            tied = [i for i in members if self.x.prio[i] == tie]
+            g.detail["tie"] = self._ids(tied)
+            g.detail["priority"] = tie
+            g.escalate = (f" {g.kind.value} on {g.resource}: priority tie at {tie} between "
+                          f"{self._names(tied)}; approve to run all {len(members)} calls one at a time")
+        else:
+            g.escalate = (f" {g.kind.value} on {g.resource}: {len(members)} calls "
+                          f"({self._names(members)}); approve to run them one at a time")
+
+    # ------------------------------------------------------------ run
+
+    def run(self) -> Detection:
+        policy = self.policy
+        strat = {k: strategy_for(policy, k) for k in PROCESS_ORDER}
+        ties: dict[ConflictType, list[tuple[str, Any, int]]] = {k: [] for k in PROCESS_ORDER}
+        # Pass 1 (Rule 4): strategies that cancel, in type order (Rule 3).
+        for kind in PROCESS_ORDER:
+            s = strat[kind]
+            if kind is CT.DUPLICATE_IRREVERSIBLE and s is Strategy.DEDUPLICATE:
+                self._duplicates(s, cancel=True)
+            elif s is Strategy.PRIORITY:
+                if kind is CT.MUTUALLY_EXCLUSIVE:
+                    self._mutex(s, ties[kind])
+                elif kind is CT.WRITE_WRITE:
+                    self._write_write(s, ties[kind])
+                elif kind is CT.READ_WRITE:
+                    self._read_write(s, ties[kind])
+        # Pass 2: ordering strategies and escalations over the survivors.
+        for kind in PROCESS_ORDER:
+            s = strat[kind]
+            if kind is CT.DEPENDENCY:
+                self._dependencies(s)
+            elif kind is CT.DUPLICATE_IRREVERSIBLE:
+                if s is not Strategy.DEDUPLICATE:
+                    self._duplicates(s, cancel=False)
+            elif kind is CT.CAPACITY:
+                self._capacity(s)
+            elif s is Strategy.PRIORITY:
+                for resource, sub, top in ties[kind]:
+                    self._tie(kind, resource, sub, top)
+            elif kind is CT.MUTUALLY_EXCLUSIVE:
+                self._mutex(s, None)
+            elif kind is CT.WRITE_WRITE:
+                self._write_write(s, None)
+            elif kind is CT.READ_WRITE:
+                self._read_write(s, None)
+        return self._finish()
+
+    # ------------------------------------------------------------ types
+
+    def _dependencies(self, s: Strategy) -> None:
+        pos = self.x.pos
+        for p in self.dependency_problems:
+            members = [pos[c] for c in p.calls if c in pos]
+            g = _Group(CT.DEPENDENCY, p.resource, self._key(p.resource, CT.DEPENDENCY, members or [0]),
+                       p.calls, s, "rejected", dict(p.detail))
+            self.groups.append(g)
+            if not p.rejected_deps:
+                continue
+            dependent = p.calls[0]
+            if self.cancelled[pos[dependent]]:
+                g.outcome = "cancelled"
+                g.detail["note"] = "the dependent call was cancelled by another conflict"
+                continue
+            g.outcome = "escalated"
+            g.escalate = f" dependency: {p.reason}; approve to run {dependent} without it"
+            g.drop_deps = tuple((dependent, d) for d in p.rejected_deps)
+
+    def _duplicates(self, s: Strategy, cancel: bool) -> None:
+        x = self.x
+        calls, alive, ids, prio = x.calls, x.alive, x.ids, x.prio
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, c in enumerate(calls):
+            if alive[i] and not self.cancelled[i] and is_irreversible(c.contract):
+                groups.setdefault((c.tool, c.idempotency_key), []).append(i)
+        kind = CT.DUPLICATE_IRREVERSIBLE
+        for (tool, key), members in groups.items():
+            holder = self.ledger.get((tool, key))
+            if len(members) < 2 and (holder is None or holder == ids[members[0]]):
+                continue
+            resource = f"idempotency:{tool}:{key}"
+            members.sort(key=x.rank.__getitem__)  # chain order
+            g = _Group(kind, resource, self._key(resource, kind, members), self._ids(members), s, "", {})
+            self.groups.append(g)
+            if not cancel:
+                self._ordered(g, members, self._chain_needs(members))
+                if holder is not None:
+                    g.detail["ledger_holder"] = holder
+                continue
+            if holder is not None:
+                kept = [i for i in members if ids[i] == holder]
+                why = f" {kind.value} on {resource}: already started live by {holder} in an earlier run"
+            else:
+                kept = [min(members, key=lambda i: (-prio[i], i))]
+                why = (f" {kind.value} on {resource}: duplicate of {ids[kept[0]]} "
+                       "(same irreversible tool and key)")
+            losers = [i for i in members if i not in kept]
+            for i in losers:
+                g.cancel.append((i, why))
+                self.cancelled[i] = 1
+            g.outcome = "deduplicated"
+            g.detail = {"kept": ids[kept[0]] if kept else None, "cancelled": self._ids(losers)}
+            if holder is not None:
+                g.detail["ledger_holder"] = holder
+
+    def _write_write(self, s: Strategy, ties: list | None) -> None:
+        kind = CT.WRITE_WRITE
+        c = self.cancelled
+        for r in self.shared:
+            members = [e >> 1 for e in self.index[r] if e & 1 and not c[e >> 1]]
+            if len(members) < 2:
+                continue
+            needs = self._chain_needs(members)
+            if not needs:
+                continue
+            g = _Group(kind, r, self._key(r, kind, members), self._ids(members), s, "", {})
+            self.groups.append(g)
+            if ties is None:
+                self._ordered(g, members, needs)
+            elif not self._priority(g, members, int):
+                self.groups.pop()
+                ties.append((r, None, max(self.x.prio[i] for i in members)))
+
+    def _read_write(self, s: Strategy, ties: list | None) -> None:
+        kind = CT.READ_WRITE
+        c = self.cancelled
+        for r in self.shared:
+            entries = [e for e in self.index[r] if not c[e >> 1]]
+            if len(entries) < 2:
+                continue
+            kinds = {e & 1 for e in entries}
+            if len(kinds) < 2:
+                continue
+            needs = self._reader_needs(entries)
+            if not needs:
+                continue
+            members = [e >> 1 for e in entries]
+            g = _Group(kind, r, self._key(r, kind, members), self._ids(members), s, "", {})
+            self.groups.append(g)
+            if ties is None:
+                writers = [e >> 1 for e in entries if e & 1]
+                # Readers are placed between writers; the writers' own chain is
+                # write_write's, added here too so the placement always holds (I6).
+                self._ordered(g, members, self._chain_needs(writers) + needs)
+                g.detail["readers"] = self._ids(e >> 1 for e in entries if not e & 1)
+            else:
+                writer = {e >> 1 for e in entries if e & 1}
+                if not self._priority(g, members, writer.__contains__):
+                    self.groups.pop()
+                    ties.append((r, None, max(self.x.prio[i] for i in members)))
+
+    def _mutex_pairs(self) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
+        """Conflicting tool pairs (either direction), and the pairs of tools that
+        declare no resources at all (they conflict on ``tools:A|B``)."""
+        tools = {t.name: t for t in (c.contract for c in self.x.calls)}
+        partners: dict[str, set[str]] = {}
+        for t in tools.values():
+            for u in t.conflicts_with:
+                partners.setdefault(t.name, set()).add(u)
+                partners.setdefault(u, set()).add(t.name)
+        bare = []
+        for a in sorted(partners):
+            for b in sorted(partners[a]):
+                if b < a:
+                    continue
+                ta, tb = tools.get(a), tools.get(b)
+                if ta is None or tb is None:
+                    continue
+                if not (ta.effects.reads or ta.effects.writes or tb.effects.reads or tb.effects.writes):
+                    bare.append((a, b))
+        return partners, bare
+
+    def _mutex(self, s: Strategy, ties: list | None) -> None:
+        partners, bare = self._mutex_pairs()
+        if not partners:
+            return
+        x = self.x
+        calls, c = x.calls, self.cancelled
+        for r in self.shared:
+            present: dict[str, int] = {}
+            for e in self.index[r]:
+                i = e >> 1
+                if not c[i]:
+                    t = calls[i].tool
+                    if t in partners:
+                        present[t] = present.get(t, 0) + 1
+            if len(present) < 1:
+                continue
+            for a in sorted(present):
+                for b in sorted(partners[a]):
+                    if b < a or b not in present or (a == b and present[a] < 2):
+                        continue
+                    pair = {a, b}
+                    members = [e >> 1 for e in self.index[r]
+                               if not c[e >> 1] and calls[e >> 1].tool in pair]
+                    self._mutex_group(s, r, (a, b), members, ties)
+        for a, b in bare:
+            pair = {a, b}
+            members = sorted((i for t in pair for i in self.by_tool.get(t, ()) if not c[i]),
+                             key=x.rank.__getitem__)
+            if a != b and not (self.by_tool.get(a) and self.by_tool.get(b)):
+                continue
+            self._mutex_group(s, f"tools:{a}|{b}", (a, b), members, ties)
+
+    def _mutex_group(self, s: Strategy, resource: str, pair: tuple[str, str], members: list[int],
+                     ties: list | None) -> None:
+        a, b = pair
+        calls = self.x.calls
+        if len(members) < 2:
+            return
+        if a != b and len({calls[i].tool for i in members}) < 2:
+            return
+        needs = self._chain_needs(members)
+        if not needs:
+            return
+        kind = CT.MUTUALLY_EXCLUSIVE
+        g = _Group(kind, resource, self._key(resource, kind, members), self._ids(members), s, "", {})
+        g_tools = [a, b] if a != b else [a]
+        self.groups.append(g)
+        if ties is None:
+            self._ordered(g, members, needs)
+            g.detail["tools"] = g_tools
+            return
+        side = (lambda i: calls[i].tool) if a != b else int
+        if self._priority(g, members, side):
+            g.detail["tools"] = g_tools
+        else:
+            self.groups.pop()
+            ties.append((resource, pair, max(self.x.prio[i] for i in members)))
+
+    def _tie(self, kind: ConflictType, resource: str, pair: Any, top: int) -> None:
+        """A priority tie, escalated: recomputed over the calls that survived pass 1."""
+        c, calls = self.cancelled, self.x.calls
+        if kind is CT.WRITE_WRITE:
+            members = [e >> 1 for e in self.index[resource] if e & 1 and not c[e >> 1]]
+            needs = self._chain_needs(members) if len(members) > 1 else []
+        elif kind is CT.READ_WRITE:
+            entries = [e for e in self.index[resource] if not c[e >> 1]]
+            members = [e >> 1 for e in entries]
+            needs = self._reader_needs(entries) if len({e & 1 for e in entries}) > 1 else []
+            if needs:
+                needs = self._chain_needs([e >> 1 for e in entries if e & 1]) + needs
+        else:
+            a, b = pair
+            if resource in self.index:
+                members = [e >> 1 for e in self.index[resource]
+                           if not c[e >> 1] and calls[e >> 1].tool in pair]
+            else:
+                members = sorted((i for t in {a, b} for i in self.by_tool.get(t, ()) if not c[i]),
+                                 key=self.x.rank.__getitem__)
+            sides = len({calls[i].tool for i in members})
+            needs = self._chain_needs(members) if len(members) > 1 and (a == b or sides > 1) else []
+        if not needs:
+            return
+        g = _Group(kind, resource, self._key(resource, kind, members), self._ids(members),
+                   Strategy.PRIORITY, "", {})
+        self.groups.append(g)
+        self._ordered(g, members, needs, tie=top)
+
+    def _capacity(self, s: Strategy) -> None:
+        kind = CT.CAPACITY
+        calls = self.x.calls
+        for tool, members in self.by_tool.items():
+            limit = calls[members[0]].contract.max_concurrency
+            if limit is None:
+                continue
+            live = self._live(members)
+            if len(live) <= limit:
+                continue
+            resource = f"tool:{tool}"
+            g = _Group(kind, resource, self._key(resource, kind, live), self._ids(live), s,
+                       f"queued (max_concurrency {limit})", {"max_concurrency": limit, "calls": len(live)})
+            self.groups.append(g)
+
+    # ------------------------------------------------------------ output
+
+    def _finish(self) -> Detection:
+        ids = self.x.ids
+        self.groups.sort(key=lambda g: g.key)
+        records: list[ConflictRecord] = []
+        escalations: list[Escalation] = []
+        cancelled: list[tuple[int, str]] = []
+        c = self.cancelled
+        for n, g in enumerate(self.groups, 1):
+            cid = f"C{n:04d}"
+            records.append(ConflictRecord(cid, g.kind.value, g.calls, g.resource, g.strategy.value,
+                                          g.outcome, g.detail))
+            for i, tail in g.cancel:
+                cancelled.append((i, f"conflict {cid}{tail}"))
+            if g.escalate is not None:
+                who = tuple(cc for cc in g.calls if not c[self.x.pos[cc]])
+                if g.kind is CT.DEPENDENCY:
+                    who = who[:1]
+                if who:
+                    escalations.append(Escalation(cid, who, f"conflict {cid}{g.escalate}", g.drop_deps))
+        cancelled.sort()
+        edges = tuple((ids[a], ids[b]) for a, b in self.edges if not (c[a] or c[b]))
+        return Detection(
+            records=tuple(records),
+            order_edges=edges,
+            cancelled={ids[i]: why for i, why in cancelled},
+            escalations=tuple(escalations),
+        )
