@@ -366,7 +366,7 @@ def structure_policy(doc: Any, file: str, catalog: Catalog | None = None) -> Pol
                 problems.append(Problem(file, pointer(("tools", name)),
                                         f"dry_run {o['dry_run']} is above live {o['live']}; expected "
                                         "dry_run <= live (LIVE is the more powerful mode)"))
-    problems += _threshold_problems(merged.get("thresholds"), doc.get("thresholds"), file)
+    problems += _threshold_problems(merged.get("thresholds"), doc.get("thresholds"), file, sound)
     required = merged.get("approval", {}).get("required_for") if isinstance(merged.get("approval"), dict) else None
     if isinstance(required, list):
         for risk in Risk:
@@ -388,15 +388,17 @@ def structure_policy(doc: Any, file: str, catalog: Catalog | None = None) -> Pol
     return structure(merged, Policy, file)
 
 
-def _threshold_problems(merged: Any, given: Any, file: str) -> list[Problem]:
+def _threshold_problems(merged: Any, given: Any, file: str, sound: Callable[[str], bool]) -> list[Problem]:
     """dry_run <= live per risk, and both non-decreasing low -> medium -> high (I3:
-    raising a call's risk must never give it a more powerful mode). Values that
-    are not numbers were reported by the schema check and are skipped here."""
+    raising a call's risk must never give it a more powerful mode). Values the
+    schema check refused are skipped here: one mistake, one problem."""
     if not isinstance(merged, dict):
         return []
     given = given if isinstance(given, dict) else {}
 
     def value(risk: str, mode: str) -> float | None:
+        if not sound(f"/thresholds/{risk}/{mode}"):
+            return None
         v = merged.get(risk, {}).get(mode) if isinstance(merged.get(risk), dict) else None
         return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
