@@ -168,16 +168,23 @@ def write_outputs(
     """Write the seven outputs of one run into ``out_dir`` (see ``prepare_out_dir``).
 
     Chains the transitions and stores the head in ``summary["audit"]`` (the
-    caller's dict is updated, so the head can also go to the store). Returns
-    output file name -> path.
+    caller's dict is updated, so the head can also go to the store); a head
+    already there must be the same. Returns output file name -> path.
     """
-    out = prepare_out_dir(out_dir)
     for name, doc in (("summary", summary), ("health", health)):
         if doc.get("run_id", run_id) != run_id:
             raise ValueError(f"{name} run_id {doc['run_id']!r} is not the run being written ({run_id!r})")
     head = {"schema_version": SCHEMA_VERSION, "run_id": run_id}
     chained = chain_lines([transition_line(t, run_id) for t in transitions])
     count, head_hash = chain_head(chained)
+    stated = summary.get("audit")
+    if stated is not None and stated != {"transitions": count, "head_hash": head_hash}:
+        # the runner chained the same records as it went (store): two chains disagreeing is a bug
+        raise ValueError(
+            f"summary /audit {stated} is not the head of the transitions being written "
+            f"({count} records, head {head_hash})"
+        )
+    out = prepare_out_dir(out_dir)
     paths = {name: out / name for name in OUTPUTS.names()}
     try:
         _append_all(paths[OUTPUTS.transitions], chained)
@@ -230,7 +237,11 @@ def validate_run_dir(run_dir: str | os.PathLike[str]) -> list[str]:
             continue
         if name.endswith(".jsonl"):
             docs = []
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            # split on "\n" only: str.splitlines would also break at U+2028 inside a string
+            lines = path.read_text(encoding="utf-8").split("\n")
+            if lines[-1] == "":
+                lines.pop()  # the newline ending the last line
+            for i, line in enumerate(lines, start=1):
                 try:
                     docs.append((f"{name}:{i}", json.loads(line)))
                 except ValueError as exc:

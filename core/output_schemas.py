@@ -11,7 +11,6 @@ Ranges are part of the contract (I13): rates and drift in [0, 1], health in
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -273,11 +272,8 @@ def conflicts_schema() -> dict[str, Any]:
 
 def signals_schema() -> dict[str, Any]:
     """One line: ``oneOf`` the per-signal schemas of ``interlock.core.feedback``, picked by ``signal``."""
-    branches = []
-    for kind in SIGNAL_TYPES:
-        branch = copy.deepcopy(SIGNAL_SCHEMAS[kind])
-        branch.pop("$schema", None)  # a subschema, not a resource of its own
-        branches.append(branch)
+    # each a subschema here, not a resource of its own: without its "$schema"
+    branches = [{k: v for k, v in SIGNAL_SCHEMAS[kind].items() if k != "$schema"} for kind in SIGNAL_TYPES]
     return {
         "$schema": DRAFT,
         "$id": "urn:interlock:output:learning_signals:v1",

@@ -175,6 +175,15 @@ def test_write_outputs_refuses_a_mismatched_run_id(tmp_path):
         write_sample(tmp_path / "run", health=sample.health() | {"run_id": "other"})
 
 
+def test_a_stated_audit_head_must_be_the_head_of_the_written_chain(tmp_path):
+    summary, _ = write_sample(tmp_path / "a")
+    again, _ = write_sample(tmp_path / "b", summary=sample.summary() | {"audit": summary["audit"]})
+    assert again["audit"] == summary["audit"]
+    wrong = sample.summary() | {"audit": {"transitions": 3, "head_hash": GENESIS}}
+    with pytest.raises(ValueError, match="not the head"):
+        write_sample(tmp_path / "c", summary=wrong)
+
+
 def test_out_that_is_a_file_is_an_environment_problem(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
