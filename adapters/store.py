@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from interlock.adapters.cli import EnvironmentProblem
-from interlock.core.audit import GENESIS
+from interlock.core.audit import GENESIS, canonical_json
 
 __all__ = [
     "DB_NAME", "FIRST_SEQ", "MIGRATIONS", "RECORD_KINDS", "SYSTEM_STATES",
@@ -103,12 +103,11 @@ MIGRATIONS: list[str] = [
 ]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-#: ``interlock.core.audit.canonical_json`` with a prebuilt encoder (json.dumps with
-#: arguments builds one per call): transition lines are stored as the exact text
-#: the JSONL export and the byte-exact verifier expect.
-_canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                              allow_nan=False).encode
+#: Compact JSON with a prebuilt encoder (json.dumps with arguments builds one per
+#: call). Keys are not sorted here: sorting costs about as much as the rest of
+#: the encoding, and canonical text is produced on the way out (transition_texts).
+_encode = json.JSONEncoder(check_circular=False, ensure_ascii=False, separators=(",", ":"),
+                           allow_nan=False).encode
 _T = TypeVar("_T")
 
 
@@ -446,7 +445,7 @@ class SQLiteStore:
                         f"with prev_hash {str(prev)[:16]}...; nothing of this step was written")
                 if not isinstance(digest, str) or not digest:
                     raise StoreError(f"{self.path}: run {run_id!r}: transition seq {seq} has no hash")
-                rows.append((run_id, seq, _canonical(line), digest))
+                rows.append((run_id, seq, _encode(line), digest))
                 head_seq, head_hash = seq, digest
             if rows:
                 conn.executemany("INSERT INTO transitions (run_id, seq, line, hash) VALUES (?, ?, ?, ?)", rows)
@@ -472,9 +471,10 @@ class SQLiteStore:
         return [json.loads(r[0]) for r in rows]
 
     def transition_texts(self, run_id: str) -> list[str]:
-        """The run's transition lines as stored: canonical JSON text, one per line of
+        """The run's transition lines as canonical JSON text: the exact lines of
         ``execution_state_transitions.jsonl`` (for a byte-exact export or check)."""
-        return [r[0] for r in self._read("SELECT line FROM transitions WHERE run_id = ? ORDER BY seq", (run_id,))]
+        return [canonical_json(json.loads(r[0]))
+                for r in self._read("SELECT line FROM transitions WHERE run_id = ? ORDER BY seq", (run_id,))]
 
     def head(self, run_id: str) -> tuple[int, str]:
         """``(count, head_hash)`` of the run's log, kept apart from the log (the
