@@ -361,7 +361,10 @@ class SQLiteStore:
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # keep the cause; a transaction left open makes the next write fail loudly
             if isinstance(exc, _InjectedFailure):
                 raise StoreError(f"{self.path}: write failed: disk full (injected)") from None
             if isinstance(exc, sqlite3.Error):

@@ -18,6 +18,7 @@ from interlock.adapters import store as store_mod
 from interlock.adapters.cli import EnvironmentProblem
 from interlock.adapters.store import DB_NAME, FIRST_SEQ, MIGRATIONS, SQLiteStore, StoreError
 from interlock.core.audit import GENESIS, canonical_json, chain_lines, verify_chain
+from interlock.core.ports import IntentLedger
 
 
 def chain(prev_hash: str, first_seq: int, n: int, tag: str = "c") -> list[dict]:
@@ -430,6 +431,7 @@ def test_lock_state_is_durable_and_validated(tmp_path):
 # -- the ledger ----------------------------------------------------------------------------
 
 def test_claim_semantics(store):
+    assert isinstance(store, IntentLedger)
     assert store.claim("pay", "order-1", "c1", "r1") is None               # new claim
     assert store.claim("pay", "order-1", "c1", "r2") is None               # same call: retry/resume
     assert store.claim("pay", "order-1", "c2", "r1") == "c1"               # a duplicate is refused

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.adapters.store import DB_NAME, FIRST_SEQ, SQLiteStore, StoreError
+from interlock.adapters.store import DB_NAME, FIRST_SEQ, MIGRATIONS, SQLiteStore, StoreError
 from interlock.core.audit import GENESIS, chain_lines, verify_chain
 
 CLAIMER = """
@@ -95,6 +95,30 @@ def _finish(proc: subprocess.Popen) -> dict:
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     return json.loads(out)
+
+
+OPENER = """
+import json, sys, time
+from pathlib import Path
+from interlock.adapters.store import SQLiteStore
+state, go = sys.argv[1], Path(sys.argv[2])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+with SQLiteStore.open(state, timeout_s=60) as s:
+    print(json.dumps({"version": s.schema_version}), flush=True)
+"""
+
+
+def test_processes_opening_a_fresh_state_dir_together_migrate_it_once(tmp_path):
+    state, go = tmp_path / "state", tmp_path / "go"
+    procs = [_start(OPENER, str(state), str(go), ready="ready") for _ in range(4)]
+    go.touch()
+    assert [_finish(p) for p in procs] == [{"version": len(MIGRATIONS)}] * 4
+    with SQLiteStore.open(state) as s:
+        assert s.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [
+            (str(len(MIGRATIONS)),)]
+        assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_concurrent_processes_claim_each_key_exactly_once(tmp_path):
