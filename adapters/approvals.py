@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import attrs
-import yaml
 
 from interlock.adapters.clocks import SystemClock
 from interlock.adapters.executors import in_daemon_thread
+from interlock.adapters.loading import read_document
 from interlock.core.commands import RequestApproval
 from interlock.core.errors import LoadError, Problem
 from interlock.core.ports import ApprovalAnswer, ApprovalGate, Clock
@@ -96,7 +96,7 @@ class RulesGate:
     @classmethod
     def from_file(cls, path: str | Path, clock: Clock | None = None) -> RulesGate:
         name = str(path)
-        doc = _read_document(name)
+        doc = read_document(name)  # the shared loader: encodings, duplicate keys, dates as text
         return cls(_parse_rules(name, doc), clock, source=name)
 
     async def request(self, req: RequestApproval) -> ApprovalAnswer:
@@ -115,32 +115,6 @@ class RulesGate:
 
 _RULE_KEYS = {"decision", "tool", "risk", "agent", "plan", "kind", "args", "expires", "by", "reason"}
 _CHOICES = {"decision": ("approve", "deny"), "risk": ("low", "medium", "high"), "kind": ("live", "conflict")}
-
-
-def _read_document(name: str) -> Any:
-    try:
-        from interlock.adapters.loading import read_document  # the shared loader, when present
-    except ImportError:
-        read_document = None
-    if read_document is not None:
-        return read_document(name)
-    try:
-        raw = Path(name).read_bytes()
-    except FileNotFoundError:
-        raise LoadError([Problem(name, "", "no such file")]) from None
-    except IsADirectoryError:
-        raise LoadError([Problem(name, "", "is a directory, expected a YAML or JSON file")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LoadError([Problem(name, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise LoadError([Problem(name, "", f"invalid YAML{where}: {problem}")]) from None
 
 
 def _parse_rules(name: str, doc: Any) -> tuple[ApprovalRule, ...]:

@@ -115,7 +115,7 @@ class ToolRegistry:
             except ValueError as exc:
                 raise ToolLoadError(f"{where} has an invalid name: {exc}") from None
             try:
-                with self._loading():
+                with _scratch():  # only the entry point's own object counts
                     obj = ep.load()
             except Exception as exc:
                 raise ToolLoadError(f"{where} cannot be loaded: {_exc_line(exc)}") from exc
@@ -126,7 +126,9 @@ class ToolRegistry:
         return tuple(loaded)
 
     def load_module(self, spec: str) -> tuple[str, ...]:
-        """Import a module of ``@tool`` functions and register them here.
+        """Import a module of ``@tool`` functions and register them here: the
+        decorated callables among the module's globals (its own, and any it
+        imports by name, e.g. a compensating tool it relies on).
 
         ``spec`` is a dotted module name (looked up on ``sys.path``, then in the
         current directory as ``python -m`` would) or a path to a ``.py`` file (a
@@ -135,37 +137,26 @@ class ToolRegistry:
         (``"name"`` / ``"name [dry_run]"``). A module that cannot be imported, or
         defines no tool, is a ``LoadError`` naming it.
         """
-        before = self._labels()
-        with self._loading():
+        with _scratch():
             module = _import_path(spec) if _looks_like_path(spec) else _import_dotted(spec)
-        # A module imported earlier (into another registry) does not run its
-        # decorators again: register what they tagged.
+        # What counts is what the module holds, whether this import ran its
+        # decorators or an earlier one did: the same set every time.
         tagged = _module_tags(module)
+        if not tagged:
+            raise LoadError([Problem(spec, "", "defines no tool: decorate module-level functions with "
+                                     "@tool('name') from interlock.adapters.registry")])
         for kind, name, fn in tagged:
             self._register(kind, name, fn, None)
-        found = {(k, n) for k, n, _ in tagged} | (self._labels() - before)
-        if not found:
-            raise LoadError([Problem(spec, "", "defines no tool: decorate functions with "
-                                     "@tool('name') from interlock.adapters.registry")])
-        return tuple(sorted(n + DRY_RUN_SUFFIX if k == _DRY else n for k, n in found))
-
-    def _labels(self) -> set[tuple[str, str]]:
-        return {(k, n) for k, table in self._impls.items() for n in table}
-
-    @contextlib.contextmanager
-    def _loading(self) -> Iterator[None]:
-        token = _loading_into.set(self)
-        try:
-            yield
-        finally:
-            _loading_into.reset(token)
+        return tuple(sorted({n + DRY_RUN_SUFFIX if k == _DRY else n for k, n, _ in tagged}))
 
 
 class _ToolDecorator:
     """``@tool("name")`` and ``@tool.dry_run("name")``.
 
-    Bound to a registry, or (the module-level ``tool``) to whichever registry is
-    loading the module right now, else the default registry.
+    Bound to a registry, or (the module-level ``tool``) to the default registry,
+    except while ``load_module`` / ``load_entry_points`` import a module: then
+    into a scratch registry, and the loader registers what the module holds.
+    Either way the function is tagged with its tool names.
     """
 
     def __init__(self, registry: ToolRegistry | None) -> None:
@@ -202,6 +193,16 @@ tool = _ToolDecorator(None)
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[None]:
+    """Decorators fired by an import land in a throwaway registry, not the default one."""
+    token = _loading_into.set(ToolRegistry())
+    try:
+        yield
+    finally:
+        _loading_into.reset(token)
 
 
 def _check_name(name: Any) -> None:
@@ -260,26 +261,27 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _import_dotted(spec: str) -> ModuleType:
-    parts = spec.split(".")
-    if not all(p.isidentifier() for p in parts):
+    if not all(part.isidentifier() for part in spec.split(".")):
         raise LoadError([Problem(spec, "", "expected a dotted module name (pkg.module) or a path to a .py file")])
+    module = _try_import(spec, spec)
+    cwd = os.getcwd()
+    if module is None and cwd not in sys.path and "" not in sys.path:
+        # A console script's sys.path lacks the current directory; `python -m` has it.
+        sys.path.append(cwd)
+        module = _try_import(spec, spec)
+    if module is None:
+        raise LoadError([Problem(spec, "", "no such module on sys.path or in the current directory")])
+    return module
+
+
+def _try_import(dotted: str, spec: str) -> ModuleType | None:
+    """The module; None if it does not exist; a LoadError if importing it fails."""
+    importlib.invalidate_caches()
     try:
-        return importlib.import_module(spec)
+        return importlib.import_module(dotted)
     except ModuleNotFoundError as exc:
-        if not _is_missing(exc, spec):
-            raise LoadError([Problem(spec, "", f"importing it failed: {_exc_line(exc)}")]) from exc
-        cwd = os.getcwd()
-        if cwd in sys.path or "" in sys.path:
-            raise LoadError([Problem(spec, "", "no such module on sys.path or in the current directory")]) from None
-    except Exception as exc:
-        raise LoadError([Problem(spec, "", f"importing it failed: {_exc_line(exc)}")]) from exc
-    # A console script's sys.path does not hold the current directory; `python -m` does.
-    sys.path.append(cwd)
-    try:
-        return importlib.import_module(spec)
-    except ModuleNotFoundError as exc:
-        if _is_missing(exc, spec):
-            raise LoadError([Problem(spec, "", "no such module on sys.path or in the current directory")]) from None
+        if _is_missing(exc, dotted):
+            return None
         raise LoadError([Problem(spec, "", f"importing it failed: {_exc_line(exc)}")]) from exc
     except Exception as exc:
         raise LoadError([Problem(spec, "", f"importing it failed: {_exc_line(exc)}")]) from exc
@@ -310,10 +312,7 @@ def _import_path(spec: str) -> ModuleType:
         raise LoadError([Problem(spec, "", f"cannot be imported as a module: {dotted or path.name!r} is not a valid module name")])
     if str(root) not in sys.path:
         sys.path.append(str(root))
-    try:
-        module = importlib.import_module(dotted)
-    except Exception as exc:
-        raise LoadError([Problem(spec, "", f"importing it failed: {_exc_line(exc)}")]) from exc
+    module = _try_import(dotted, spec)
     found = getattr(module, "__file__", None)
     if found is None or Path(found).resolve() != path:
         raise LoadError([Problem(

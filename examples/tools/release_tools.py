@@ -16,6 +16,7 @@ from pathlib import Path
 from interlock.adapters.registry import tool
 
 from .fs_tools import WORKSPACE_ENV, atomic_write, back_up, preview_root, resolve, workspace_root
+from .fs_tools import restore_file  # noqa: F401  release.write_changelog is undone by fs.restore_file
 
 VERSION, CHANGELOG, TAGS, PUBLISHED = "VERSION", "CHANGELOG.md", "TAGS", "PUBLISHED"
 
