@@ -153,11 +153,13 @@ VALIDATION_SCHEMA: dict[str, Any] = {
 }
 
 
-def validation_problems(lines: list[Any], file: str) -> list[Problem]:
-    """Every problem of the parsed validation lines; the file is named ``file:LINE``."""
+def validation_problems(lines: list[Any], file: str, *, linenos: list[int] | None = None) -> list[Problem]:
+    """Every problem of the parsed validation lines; the file is named ``file:LINE``
+    (``linenos`` gives each line's number when blank or broken lines were skipped)."""
     validator = jsonschema.Draft202012Validator(VALIDATION_SCHEMA)
     problems = []
-    for lineno, doc in enumerate(lines, start=1):
+    numbers = linenos if linenos is not None else range(1, len(lines) + 1)
+    for lineno, doc in zip(numbers, lines):
         for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
             pointer = "".join(f"/{p}" for p in err.absolute_path)
             if err.validator == "anyOf":
