@@ -55,25 +55,28 @@ class Executor:
         return ExecutionResult(ok=False, error=f"unknown execution mode {cmd.mode!r}")
 
     async def rollback(self, cmd: Rollback, contract: ToolContract) -> ExecutionResult:
-        """Run the compensating tool LIVE with ``cmd.args`` (already expanded)."""
+        """Run the compensating tool LIVE with ``cmd.args`` (already expanded).
+
+        Its args were built at run time from templates, not checked at load
+        time like a plan's; when the catalog knows the compensating tool they
+        are checked against its input schema first (a template that found no
+        value must not reach a LIVE tool)."""
         fn = self.registry.live(cmd.tool)
         if fn is None:
             return ExecutionResult(ok=False, error=_no_live(cmd.tool))
+        compensator = self.catalog.get(cmd.tool) if self.catalog is not None else None
+        problem = _schema_problem(cmd.tool, cmd.args, compensator.input_schema if compensator else None)
+        if problem is not None:
+            return ExecutionResult(ok=False, error=f"rollback not started: {problem}")
         return await _invoke(fn, cmd.args, cmd.timeout_s, lost_on_timeout=True)
 
 
 def contract_preview(tool: str, args: dict[str, Any], contract: ToolContract) -> ExecutionResult:
     """The DRY_RUN result when a tool has no dry-run implementation: the args
     checked against the contract's input schema, and what the call would touch."""
-    if contract.input_schema is not None:
-        try:
-            validator_cls = jsonschema.validators.validator_for(contract.input_schema)
-            errors = sorted(validator_cls(contract.input_schema).iter_errors(args), key=lambda e: list(e.path))
-        except jsonschema.SchemaError as exc:
-            return ExecutionResult(ok=False, error=f"tool {tool!r} has an invalid input schema: {exc.message}")
-        if errors:
-            detail = "; ".join(f"{_pointer(e.path) or '(args)'}: {e.message}" for e in errors)
-            return ExecutionResult(ok=False, error=f"args do not match the input schema of {tool!r}: {detail}")
+    problem = _schema_problem(tool, args, contract.input_schema)
+    if problem is not None:
+        return ExecutionResult(ok=False, error=problem)
     return ExecutionResult(ok=True, result={
         "preview": True,
         "tool": tool,
@@ -83,6 +86,20 @@ def contract_preview(tool: str, args: dict[str, Any], contract: ToolContract) ->
         "reversible": contract.reversible,
         "risk": contract.risk.value,
     })
+
+
+def _schema_problem(tool: str, args: dict[str, Any], schema: dict[str, Any] | None) -> str | None:
+    if schema is None:
+        return None
+    try:
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        errors = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.path])
+    except jsonschema.SchemaError as exc:
+        return f"tool {tool!r} has an invalid input schema: {exc.message}"
+    if not errors:
+        return None
+    detail = "; ".join(f"{_pointer(e.path) or '(args)'}: {e.message}" for e in errors)
+    return f"args do not match the input schema of {tool!r}: {detail}"
 
 
 def expand_template(template: str, args: dict[str, Any]) -> str:
