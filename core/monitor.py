@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter, deque
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from interlock.core.model import Policy
 from interlock.core.records import AnomalyRecord, ExecutionRecord, RollbackEvent
@@ -98,25 +98,28 @@ class _Entry(NamedTuple):
     conflicted: bool
     latency: float  # finite, >= 0 (else latency_ok is False)
     latency_ok: bool
+    latency_scaled: int  # exact, for the running sum
     real: bool  # dry_run/live with outcome succeeded|failed: checks the confidence
-    confidence: float
     confidence_ok: bool
+    confidence_scaled: int
 
 
 def _entry(call_id: str, mode: str, outcome: str, confidence: Any, duration_ms: Any,
            conflicted: bool) -> _Entry:
     lat_ok = _finite_number(duration_ms) and duration_ms >= 0
     conf_ok = _finite_number(confidence) and 0.0 <= confidence <= 1.0
+    latency = float(duration_ms) if lat_ok else 0.0
     return _Entry(
         call_id=call_id,
         succeeded=outcome == "succeeded",
         live=mode == "live",
         conflicted=bool(conflicted),
-        latency=float(duration_ms) if lat_ok else 0.0,
+        latency=latency,
         latency_ok=lat_ok,
+        latency_scaled=_scaled(latency),
         real=mode in _REAL_MODES and outcome in _KNOWN_OUTCOMES,
-        confidence=float(confidence) if conf_ok else 0.0,
         confidence_ok=conf_ok,
+        confidence_scaled=_scaled(float(confidence)) if conf_ok else 0,
     )
 
 
@@ -139,12 +142,13 @@ class Monitor:
         "policy", "_window", "_execs", "_n_succ", "_n_live", "_n_conflicted",
         "_lat_sum", "_lat_bad", "_lat_sorted", "_n_real", "_n_real_succ", "_conf_sum",
         "_conf_bad", "_calls_in_window", "_rolled", "_n_rolled_in_window", "_approvals",
-        "_n_granted", "_armed", "_history",
+        "_n_granted", "_armed", "_history", "_health_weights",
     )
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self._window = max(1, int(policy.anomalies.window))
+        self._health_weights = _weights(policy)
         # Executions.
         self._execs: deque[_Entry] = deque()
         self._n_succ = 0
@@ -199,7 +203,7 @@ class Monitor:
         self._n_live += sign * e.live
         self._n_conflicted += sign * e.conflicted
         if e.latency_ok:
-            self._lat_sum += sign * _scaled(e.latency)
+            self._lat_sum += sign * e.latency_scaled
             if sign > 0:
                 bisect.insort(self._lat_sorted, e.latency)
             else:
@@ -210,7 +214,7 @@ class Monitor:
             self._n_real += sign
             self._n_real_succ += sign * e.succeeded
             if e.confidence_ok:
-                self._conf_sum += sign * _scaled(e.confidence)
+                self._conf_sum += sign * e.confidence_scaled
             else:
                 self._conf_bad += sign
         before = self._calls_in_window[e.call_id]
@@ -242,56 +246,61 @@ class Monitor:
         """Executions in the window: what ``min_samples`` is compared with."""
         return len(self._execs)
 
+    def _values(self) -> _Values:
+        """The metric values from the running sums, None where unknown. O(1)."""
+        n = len(self._execs)
+        napp = len(self._approvals)
+        drift = None
+        if self._n_real and not self._conf_bad:
+            drift = min(1.0, abs(_mean(self._conf_sum, self._n_real) - self._n_real_succ / self._n_real))
+        lat_mean = p95 = None
+        if n and not self._lat_bad:
+            lat_mean = _mean(self._lat_sum, n)
+            p95 = self._lat_sorted[_p95_index(n)]
+        return _Values(
+            n=n,
+            tool_success_rate=min(1.0, self._n_succ / n) if n else None,
+            rollback_frequency=min(1.0, self._n_rolled_in_window / n) if n else None,
+            conflict_rate=min(1.0, self._n_conflicted / n) if n else None,
+            live_execution_ratio=min(1.0, self._n_live / n) if n else None,
+            confidence_drift=drift,
+            approval_rate=min(1.0, self._n_granted / napp) if napp else None,
+            latency_mean=lat_mean,
+            latency_p95=p95,
+        )
+
     def metrics(self) -> dict[str, Any]:
         """The eight metrics (docs/monitor.md); null with a reason where unknown."""
+        v = self._values()
         reasons: dict[str, str] = {}
-        n = len(self._execs)
-        out: dict[str, Any] = {}
-
-        def rate(name: str, num: int, den: int, why: str) -> None:
-            if den > 0:
-                out[name] = min(1.0, max(0.0, num / den))
-            else:
-                out[name] = None
-                reasons[name] = why
-
-        rate("tool_success_rate", self._n_succ, n, NO_EXECUTIONS)
-        rate("rollback_frequency", self._n_rolled_in_window, n, NO_EXECUTIONS)
-        rate("conflict_rate", self._n_conflicted, n, NO_EXECUTIONS)
-        rate("live_execution_ratio", self._n_live, n, NO_EXECUTIONS)
-        if self._n_real == 0:
-            out["confidence_drift"] = None
-            reasons["confidence_drift"] = NO_REAL_OUTCOMES
-        elif self._conf_bad:
-            out["confidence_drift"] = None
-            reasons["confidence_drift"] = BAD_CONFIDENCE
-        else:
-            drift = abs(_mean(self._conf_sum, self._n_real) - self._n_real_succ / self._n_real)
-            out["confidence_drift"] = min(1.0, drift)
-        rate("approval_rate", self._n_granted, len(self._approvals), NO_APPROVALS)
-
-        latency: dict[str, float | None] = {"mean": None, "p95": None}
-        if n == 0:
-            reasons["execution_latency_ms"] = NO_EXECUTIONS
-        elif self._lat_bad:
-            reasons["execution_latency_ms"] = BAD_DURATION
-        else:
-            latency["mean"] = _mean(self._lat_sum, n)
-            latency["p95"] = self._lat_sorted[_p95_index(n)]
-
-        health, why = health_score(out, latency["mean"], self.policy)
-        out["system_health_score"] = health
-        if why:
-            reasons["system_health_score"] = why
-        ordered: dict[str, Any] = {name: out[name] for name in METRIC_NAMES}
-        ordered["execution_latency_ms"] = latency
-        ordered["samples"] = n
-        ordered["null_reasons"] = reasons
-        return ordered
+        if not v.n:
+            for name in ("tool_success_rate", "rollback_frequency", "conflict_rate", "live_execution_ratio"):
+                reasons[name] = NO_EXECUTIONS
+        if v.confidence_drift is None:
+            reasons["confidence_drift"] = NO_REAL_OUTCOMES if not self._n_real else BAD_CONFIDENCE
+        if v.approval_rate is None:
+            reasons["approval_rate"] = NO_APPROVALS
+        if v.latency_mean is None:
+            reasons["execution_latency_ms"] = NO_EXECUTIONS if not v.n else BAD_DURATION
+        health = health_score(v, self.policy, self._health_weights)
+        if health is None:
+            reasons["system_health_score"] = NO_HEALTH
+        return {
+            "tool_success_rate": v.tool_success_rate,
+            "rollback_frequency": v.rollback_frequency,
+            "conflict_rate": v.conflict_rate,
+            "live_execution_ratio": v.live_execution_ratio,
+            "confidence_drift": v.confidence_drift,
+            "approval_rate": v.approval_rate,
+            "system_health_score": health,
+            "execution_latency_ms": {"mean": v.latency_mean, "p95": v.latency_p95},
+            "samples": v.n,
+            "null_reasons": reasons,
+        }
 
     def health(self) -> float | None:
         """The health score, 0–100, or None when nothing is known."""
-        return self.metrics()["system_health_score"]
+        return health_score(self._values(), self.policy, self._health_weights)
 
     def history(self) -> list[dict[str, Any]]:
         """``{"time", "health_score"}`` after each observation, in order (for the report)."""
@@ -300,24 +309,44 @@ class Monitor:
     # -- anomalies ---------------------------------------------------------
 
     def _after_event(self, time: float) -> list[AnomalyRecord]:
-        m = self.metrics()
-        self._history.append({"time": time, "health_score": m["system_health_score"]})
+        v = self._values()
+        self._history.append({"time": time, "health_score": health_score(v, self.policy, self._health_weights)})
+        a = self.policy.anomalies
+        enough = v.n >= a.min_samples
         fired: list[AnomalyRecord] = []
-        for kind, value, threshold, breached in _conditions(m, self.policy):
-            active = breached and m["samples"] >= self.policy.anomalies.min_samples
+        for kind, value, threshold, below in (
+            ("unsafe_escalation", v.confidence_drift, a.unsafe_escalation.drift_gt, False),
+            ("repeated_failures", v.tool_success_rate, a.repeated_failures.success_lt, True),
+            ("high_rollback", v.rollback_frequency, a.high_rollback.rate_gt, False),
+            ("high_conflict", v.conflict_rate, a.high_conflict.rate_gt, False),
+        ):
+            # A null metric never breaches; below min_samples nothing is active.
+            active = enough and value is not None and (value < threshold if below else value > threshold)
             if not active:
                 self._armed[kind] = True  # the episode is over (or never began)
                 continue
             if not self._armed[kind]:
                 continue  # still the same episode: it fired once already
             self._armed[kind] = False
-            rule = getattr(self.policy.anomalies, kind)
+            rule = getattr(a, kind)
             fired.append(AnomalyRecord(
                 kind=kind, severity=rule.severity, action=rule.action, value=value,
-                threshold=threshold, time=time, samples=m["samples"],
-                message=_MESSAGES[kind].format(value=value, threshold=threshold, n=m["samples"]),
+                threshold=threshold, time=time, samples=v.n,
+                message=_MESSAGES[kind].format(value=value, threshold=threshold, n=v.n),
             ))
         return fired
+
+
+class _Values(NamedTuple):
+    n: int
+    tool_success_rate: float | None
+    rollback_frequency: float | None
+    conflict_rate: float | None
+    live_execution_ratio: float | None
+    confidence_drift: float | None
+    approval_rate: float | None
+    latency_mean: float | None
+    latency_p95: float | None
 
 
 _MESSAGES = {
@@ -327,22 +356,6 @@ _MESSAGES = {
     "high_rollback": "rollback frequency {value:.3f} > {threshold:.3f} over the last {n} executions",
     "high_conflict": "conflict rate {value:.3f} > {threshold:.3f} over the last {n} executions",
 }
-
-
-def _conditions(m: dict[str, Any], policy: Policy) -> Iterable[tuple[str, float, float, bool]]:
-    """(kind, value, threshold, breached) per anomaly; a null metric never breaches."""
-    a = policy.anomalies
-    rows = (
-        ("unsafe_escalation", m["confidence_drift"], a.unsafe_escalation.drift_gt, False),
-        ("repeated_failures", m["tool_success_rate"], a.repeated_failures.success_lt, True),
-        ("high_rollback", m["rollback_frequency"], a.high_rollback.rate_gt, False),
-        ("high_conflict", m["conflict_rate"], a.high_conflict.rate_gt, False),
-    )
-    for kind, value, threshold, below in rows:
-        if value is None:
-            yield kind, math.nan, threshold, False
-        else:
-            yield kind, value, threshold, (value < threshold) if below else (value > threshold)
 
 
 def _p95_index(n: int) -> int:
@@ -355,44 +368,44 @@ def _p95_index(n: int) -> int:
 # --------------------------------------------------------------------------
 
 
-def health_components(m: dict[str, Any], latency_mean: float | None,
-                      policy: Policy) -> dict[str, float | None]:
+def _weights(policy: Policy) -> tuple[tuple[str, float], ...]:
+    """The health components that count: a finite, positive weight."""
+    w = policy.health.weights
+    return tuple((name, float(w[name])) for name in HEALTH_COMPONENTS
+                 if _finite_number(w.get(name)) and w[name] > 0)
+
+
+def health_components(v: _Values, policy: Policy) -> dict[str, float | None]:
     """Each component score in [0, 1] (1 is healthy), None when unknown."""
-
-    def inv(x: float | None) -> float | None:
-        return None if x is None else 1.0 - x
-
     budget = policy.health.latency_budget_ms
     latency: float | None = None
-    if latency_mean is not None and _finite_number(budget) and budget > 0:
-        latency = budget / (budget + latency_mean)
+    if v.latency_mean is not None and _finite_number(budget) and budget > 0:
+        latency = budget / (budget + v.latency_mean)
     return {
-        "tool_success_rate": m["tool_success_rate"],
-        "rollback_frequency": inv(m["rollback_frequency"]),
-        "conflict_rate": inv(m["conflict_rate"]),
-        "confidence_drift": inv(m["confidence_drift"]),
-        "approval_rate": m["approval_rate"],
+        "tool_success_rate": v.tool_success_rate,
+        "rollback_frequency": None if v.rollback_frequency is None else 1.0 - v.rollback_frequency,
+        "conflict_rate": None if v.conflict_rate is None else 1.0 - v.conflict_rate,
+        "confidence_drift": None if v.confidence_drift is None else 1.0 - v.confidence_drift,
+        "approval_rate": v.approval_rate,
         "latency": latency,
     }
 
 
-def health_score(m: dict[str, Any], latency_mean: float | None,
-                 policy: Policy) -> tuple[float | None, str | None]:
-    """100 × the weighted mean of the known components (weights renormalised)."""
-    comps = health_components(m, latency_mean, policy)
-    weights = policy.health.weights
+def health_score(v: _Values, policy: Policy,
+                 weights: tuple[tuple[str, float], ...] | None = None) -> float | None:
+    """100 × the weighted mean of the known components (weights renormalised);
+    None when no component with a positive weight is known."""
+    comps = health_components(v, policy)
     num = 0.0
     den = 0.0
-    for name in HEALTH_COMPONENTS:
-        w = weights.get(name, 0.0)
+    for name, w in weights if weights is not None else _weights(policy):
         score = comps[name]
-        if score is None or not _finite_number(w) or w <= 0:
-            continue
-        num += w * score
-        den += w
+        if score is not None:
+            num += w * score
+            den += w
     if den <= 0:
-        return None, NO_HEALTH
-    return min(100.0, max(0.0, 100.0 * num / den)), None
+        return None
+    return min(100.0, max(0.0, 100.0 * num / den))
 
 
 # --------------------------------------------------------------------------
