@@ -1,0 +1,838 @@
+"""The orchestrator: a sans-I/O object in the style of h11.
+
+Events in (``submit``, ``approval_answered``, ``intent_answered``,
+``execution_finished``, ``rollback_finished``, ``tick``, ``lock``, ``unlock``,
+``resolve``, ``abort``), commands out (``interlock.core.commands``). Time is a
+value on every event. Every state change of every call goes through the
+compiled controller (``CONTROLLER.fire``) and is appended to
+``self.transitions`` with the rule that caused it.
+
+The rules it keeps, beyond the controller's own guards:
+
+Rule A (I5): a call is released only when all its dependencies succeeded; a
+dependency that ends otherwise cancels it (and, transitively, its dependents).
+Rule B (I6): ``serialize`` ordering edges hold a call until its predecessor is
+settled (any final state); they never cancel.
+Rule C (I4): an irreversible call is claimed in the intent ledger (a
+``ClaimIntent`` command answered by ``intent_answered``) before it enters
+``running_live``; a refused claim cancels it as a duplicate.
+Rule D (I7): when a call of a plan fails and the plan says ``on_failure:
+rollback``, the plan's calls that have not started are cancelled and, once none
+of its calls is running, its LIVE reversible successes are compensated one at
+a time in reverse completion order. Irreversible successes are listed.
+Rule E (I2): ``lock`` takes effect at the next decision: nothing dispatched or
+approved after it goes LIVE (nor DRY_RUN under ``lock_mode: mock_only``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Iterable, Mapping
+
+import attrs
+
+from interlock.core.calls import Call, IntakeResult
+from interlock.core.commands import (
+    Alert,
+    Cancelled,
+    ClaimIntent,
+    Command,
+    Execute,
+    ReleaseIntent,
+    RequestApproval,
+    Rollback,
+    RunFinished,
+    SystemLocked,
+    SystemUnlocked,
+)
+from interlock.core.controller.decision import Decision, decide
+from interlock.core.controller.guards import guard_set
+from interlock.core.controller.machine import CONTROLLER, SYSTEM
+from interlock.core.controller.states import (
+    FINAL,
+    MODE_OF_STATE,
+    RUNNING,
+    SETTLED,
+    State,
+    SystemState,
+)
+from interlock.core.errors import OrchestrationError
+from interlock.core.intake import intake
+from interlock.core.model import Catalog, Mode, OnDenied, OnFailure, PlanSet, Policy
+from interlock.core.monitor import Monitor
+from interlock.core.ports import ExecutionResult
+from interlock.core.records import (
+    AnomalyRecord,
+    ConflictRecord,
+    ExecutionRecord,
+    RollbackEvent,
+    TransitionRecord,
+)
+from interlock.core.resources import expand_value
+
+S = State
+
+
+class CallRecord:
+    """Per-call runtime state: a small slotted record, not a Machine per call."""
+
+    __slots__ = (
+        "call", "state", "mode", "attempt", "retries_left", "approval_granted",
+        "approved_by", "pending_deps", "pending_order", "pending_escalations",
+        "dependents", "successors", "rule", "reason", "result", "started_at",
+        "completed", "claimed", "claim_pending", "conflicted", "decision", "answer", "mode_rule",
+    )
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.state = S.PROPOSED
+        self.mode: Mode | None = None
+        self.attempt = 0
+        self.retries_left = call.contract.retries
+        self.approval_granted = False
+        self.approved_by: str | None = None
+        self.pending_deps = 0
+        self.pending_order = 0
+        self.pending_escalations = 0
+        self.dependents: list[str] = []  # hard: must succeed (I5)
+        self.successors: list[str] = []  # soft: serialize order (I6)
+        self.rule = ""
+        self.reason: str | None = None
+        self.result: Any = None
+        self.started_at = 0.0
+        self.completed = -1  # completion order, for the saga
+        self.claimed = False
+        self.claim_pending = False
+        self.conflicted = False
+        self.decision: Decision | None = None
+        self.answer: tuple[bool, str, str, str] | None = None  # (granted, by, rule, reason)
+        self.mode_rule = ""  # the rule that chose the mode of the latest attempt
+
+
+@attrs.define
+class _Approval:
+    request: RequestApproval
+    answered: bool = False
+
+
+@attrs.define
+class _Saga:
+    plan_id: str
+    trigger_call: str
+    queue: list[str] = attrs.Factory(list)  # calls to compensate, in order
+    started: bool = False
+    current: str | None = None
+    rollback_started_at: float = 0.0
+    rollback_args: dict[str, Any] = attrs.Factory(dict)
+
+
+class Orchestrator:
+    """Drives every call of one run through the controller. Pure: no I/O, no clock."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        policy: Policy,
+        *,
+        run_id: str,
+        ledger: Mapping[tuple[str, str], str] | None = None,
+        locked: bool = False,
+        lock_reason: str = "",
+        monitor: Monitor | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.policy = policy
+        self.run_id = run_id
+        self.ledger_keys: dict[tuple[str, str], str] = dict(ledger or {})
+        self.system = SystemState.LOCKED if locked else SystemState.UNLOCKED
+        self.lock_reason = lock_reason if locked else ""
+        self.lock_by = "store" if locked else ""
+        self.monitor = monitor if monitor is not None else Monitor(policy)
+        self.calls: dict[str, CallRecord] = {}
+        self.order: list[str] = []
+        self.transitions: list[TransitionRecord] = []
+        self.executions: list[ExecutionRecord] = []
+        self.conflicts: list[ConflictRecord] = []
+        self.rollbacks: list[RollbackEvent] = []
+        self.anomalies: list[AnomalyRecord] = []
+        self.alerts: list[Alert] = []
+        self.intake_result: IntakeResult | None = None
+        self._approvals: dict[str, _Approval] = {}
+        self._escalation_of: dict[str, Any] = {}
+        self._ready: list[tuple[int, int, str]] = []
+        self._blocked_by_tool: dict[str, list[tuple[int, int, str]]] = {}
+        self._running = 0
+        self._running_by_tool: dict[str, int] = {}
+        self._completions = 0
+        self._sagas: dict[str, _Saga] = {}
+        self._failed_plans: set[str] = set()
+        self._submitted = False
+        self._finished_emitted = False
+        self._aborted = False
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def locked(self) -> bool:
+        return self.system is SystemState.LOCKED
+
+    @property
+    def done(self) -> bool:
+        """Every call is final, nothing is running, pending or being compensated (I9)."""
+        if not self._submitted:
+            return False
+        if self._running or any(s.current for s in self._sagas.values()):
+            return False
+        if any(not a.answered for a in self._approvals.values()):
+            return False
+        return all(r.state in FINAL for r in self.calls.values())
+
+    def exit_code(self) -> int:
+        """0 when every call ended as planned (succeeded), else 1 (SPEC section 11)."""
+        return 0 if all(r.state is S.SUCCEEDED for r in self.calls.values()) else 1
+
+    def state_of(self, call_id: str) -> State:
+        return self._rec(call_id).state
+
+    # ----------------------------------------------------------------- events
+
+    def submit(self, plans: PlanSet, now: float) -> list[Command]:
+        """Take a batch of plans: intake, conflicts, then start what can start."""
+        if self._submitted:
+            raise OrchestrationError("an orchestrator takes one batch of plans; start a new run")
+        self._submitted = True
+        res = intake(plans, self.catalog, self.policy, ledger=self.ledger_keys)
+        self.intake_result = res
+        self.conflicts = list(res.conflicts)
+        out: list[Command] = []
+        conflicted = {c for rec in res.conflicts for c in rec.calls}
+        for call in res.calls:
+            rec = CallRecord(call)
+            rec.conflicted = call.call_id in conflicted
+            self.calls[call.call_id] = rec
+            self.order.append(call.call_id)
+        for cid in self.order:
+            rec = self.calls[cid]
+            if cid in res.rejected:
+                rule = "tool_denied" if "policy denies" in res.rejected[cid] else "plan_problem"
+                self._fire(rec, "reject", frozenset(), now, rule, {"reason": res.rejected[cid]})
+                rec.reason = res.rejected[cid]
+                out.append(Cancelled(cid, rec.state.value, res.rejected[cid]))
+            else:
+                self._fire(rec, "accept", frozenset(), now, "intake.accepted", {})
+        # Wire hard dependencies (rejected deps are handled by their escalation).
+        for cid in self.order:
+            rec = self.calls[cid]
+            if rec.state is not S.WAITING:
+                continue
+            for dep in rec.call.deps:
+                drec = self.calls[dep]
+                if drec.state is S.REJECTED:
+                    continue
+                rec.pending_deps += 1
+                drec.dependents.append(cid)
+        for before, after in res.order_edges:
+            b, a = self.calls[before], self.calls[after]
+            if b.state in FINAL or a.state in FINAL:
+                continue
+            a.pending_order += 1
+            b.successors.append(after)
+        for esc in res.escalations:
+            live = [c for c in esc.call_ids if self.calls[c].state is S.WAITING]
+            if not live:
+                continue
+            for c in live:
+                self.calls[c].pending_escalations += 1
+            first = self.calls[live[0]].call
+            req = RequestApproval(
+                request_id=f"{self.run_id}:{esc.conflict_id}",
+                kind="conflict",
+                call_ids=tuple(live),
+                tool=first.tool,
+                risk=first.contract.risk.value,
+                confidence=first.confidence,
+                agent_id=first.agent_id,
+                plan_id=first.plan_id,
+                args=dict(first.args),
+                reason=esc.reason,
+                deadline=now + self.policy.approval.timeout_s,
+            )
+            self._approvals[req.request_id] = _Approval(req)
+            self._escalation_of[req.request_id] = esc
+            out.append(req)
+        for cid, reason in res.cancelled.items():
+            rec = self.calls[cid]
+            if rec.state in FINAL:
+                continue
+            rule = "duplicate_irreversible" if "duplicate" in reason or "already started" in reason else "conflict"
+            out.extend(self._cancel(rec, now, rule, reason))
+        # Dependents of rejected calls whose escalation does not cover them cannot run.
+        covered = {pair for esc in res.escalations for pair in esc.drop_deps}
+        for cid in self.order:
+            rec = self.calls[cid]
+            if rec.state is S.WAITING:
+                bad = [d for d in rec.call.deps
+                       if self.calls[d].state is S.REJECTED and (cid, d) not in covered]
+                if bad:
+                    out.extend(self._cancel(rec, now, "dependency_rejected",
+                                            f"dependency {bad[0]} was rejected"))
+        for cid in self.order:
+            self._maybe_release(self.calls[cid], now)
+        out.extend(self._pump(now))
+        out.extend(self._finish_if_done())
+        return out
+
+    def approval_answered(self, request_id: str, granted: bool, by: str, now: float,
+                          reason: str = "") -> list[Command]:
+        appr = self._approvals.get(request_id)
+        if appr is None:
+            raise OrchestrationError(f"unknown approval request {request_id!r}")
+        if appr.answered:
+            return []  # a late answer after a timeout: the timeout already decided
+        appr.answered = True
+        out: list[Command] = []
+        if appr.request.kind == "conflict":
+            out.extend(self._escalation_answered(request_id, granted, by, now, reason))
+        else:
+            self._on_anomalies(self.monitor.observe_approval(granted, now), now, out)
+            rec = self.calls[appr.request.call_ids[0]]
+            if rec.state is S.AWAITING_APPROVAL:
+                rule = "approval_granted" if granted else (
+                    "approval_timeout" if "timeout" in reason or "timed out" in reason
+                    else "approval_denied")
+                if granted:
+                    rec.approval_granted = True
+                    rec.approved_by = by
+                rec.answer = (granted, by, rule, reason)
+                if not granted and self.policy.approval.on_denied is OnDenied.CANCEL:
+                    out.extend(self._deny(rec, now))  # needs no slot
+                else:
+                    self._enqueue(rec)  # starts when the limits allow
+        out.extend(self._pump(now))
+        out.extend(self._finish_if_done())
+        return out
+
+    def intent_answered(self, call_id: str, holder: str | None, now: float) -> list[Command]:
+        """The ledger's answer to ``ClaimIntent``: ``None`` = claimed by this call."""
+        rec = self._rec(call_id)
+        if not rec.claim_pending:
+            raise OrchestrationError(f"call {call_id!r} has no pending intent claim")
+        rec.claim_pending = False
+        out: list[Command] = []
+        key = (rec.call.tool, rec.call.idempotency_key)
+        if holder is None or holder == call_id:
+            rec.claimed = True
+            self.ledger_keys[key] = call_id
+            trigger = "approve" if rec.state is S.AWAITING_APPROVAL else "dispatch"
+            out.extend(self._start(rec, trigger, now))
+        else:
+            self._release_slot(rec)
+            out.extend(self._cancel(rec, now, "duplicate_irreversible",
+                                    f"duplicate of {holder}: irreversible key already started live"))
+        out.extend(self._pump(now))
+        out.extend(self._finish_if_done())
+        return out
+
+    def execution_finished(self, call_id: str, result: ExecutionResult, now: float) -> list[Command]:
+        rec = self._rec(call_id)
+        if rec.state not in RUNNING:
+            raise OrchestrationError(f"call {call_id!r} is not running (state {rec.state.value})")
+        out: list[Command] = []
+        call = rec.call
+        mode = rec.mode or Mode.MOCK
+        outcome = "lost" if result.lost else ("succeeded" if result.ok else "failed")
+        exe = ExecutionRecord(
+            call_id=call_id, plan_id=call.plan_id, agent_id=call.agent_id, tool=call.tool,
+            mode=mode.label, risk=call.contract.risk.value, confidence=call.confidence,
+            attempt=rec.attempt, start=rec.started_at, end=now,
+            duration_ms=max(0.0, (now - rec.started_at) * 1000.0), outcome=outcome,
+            error=result.error, result=result.result if result.ok else None,
+            decision=self._provenance(rec), idempotency_key=call.idempotency_key,
+            phase21_plan_id=call.phase21_plan_id, phase22_validation_id=call.phase22_validation_id,
+        )
+        self.executions.append(exe)
+        self._release_slot(rec)
+        guards = guard_set(
+            None, retries_left=rec.retries_left, mode=mode,
+            idempotent=call.contract.idempotent, reversible=call.contract.reversible,
+        )
+        if result.ok:
+            rec.result = result.result
+            self._fire(rec, "succeed", guards, now, "execution.succeeded", {"attempt": rec.attempt})
+            self._completions += 1
+            rec.completed = self._completions
+        else:
+            trigger = "lose" if result.lost else "fail"
+            self._fire(rec, trigger, guards, now, f"execution.{outcome}",
+                       {"attempt": rec.attempt, "error": result.error})
+            rec.reason = result.error
+            if rec.state is S.READY:
+                rec.retries_left -= 1
+                self._enqueue(rec)
+        self._on_anomalies(self.monitor.observe_execution(exe, conflicted=rec.conflicted), now, out)
+        out.extend(self._after_settled(rec, now))
+        out.extend(self._pump(now))
+        out.extend(self._finish_if_done())
+        return out
+
+    def rollback_finished(self, call_id: str, result: ExecutionResult, now: float) -> list[Command]:
+        rec = self._rec(call_id)
+        if rec.state is not S.ROLLING_BACK:
+            raise OrchestrationError(f"call {call_id!r} is not rolling back")
+        saga = self._sagas[rec.call.plan_id]
+        out: list[Command] = []
+        ok = result.ok and not result.lost
+        trigger = "rollback_ok" if ok else "rollback_error"
+        self._fire(rec, trigger, frozenset(), now, "saga." + ("rolled_back" if ok else "rollback_failed"),
+                   {"error": result.error, "trigger_call": saga.trigger_call})
+        spec = rec.call.contract.rollback
+        ev = RollbackEvent(
+            call_id=call_id, plan_id=rec.call.plan_id, tool=spec.tool if spec else "",
+            args=saga.rollback_args, start=saga.rollback_started_at, end=now,
+            outcome="rolled_back" if ok else "rollback_failed", error=result.error,
+            trigger_call=saga.trigger_call,
+        )
+        self.rollbacks.append(ev)
+        self._on_anomalies(self.monitor.observe_rollback(ev), now, out)
+        if not ok:
+            alert = Alert("rollback_failed", 8,
+                          f"rollback of {call_id} failed: {result.error}; manual repair needed",
+                          "alert", call_id)
+            self.alerts.append(alert)
+            out.append(alert)
+        saga.current = None
+        out.extend(self._saga_step(saga, now))
+        out.extend(self._pump(now))
+        out.extend(self._finish_if_done())
+        return out
+
+    def tick(self, now: float) -> list[Command]:
+        """Time passes: approvals past their deadline count as denied (fail closed)."""
+        out: list[Command] = []
+        for rid, appr in list(self._approvals.items()):
+            if not appr.answered and now >= appr.request.deadline:
+                out.extend(self.approval_answered(rid, False, "timeout", now, reason="timeout"))
+        out.extend(self._finish_if_done())
+        return out
+
+    def lock(self, reason: str, by: str, now: float) -> list[Command]:
+        prev = self.system
+        self.system = SYSTEM.fire(self.system, "lock")
+        self.lock_reason, self.lock_by = reason, by
+        self._record_system(prev, "lock", now, reason, by)
+        return [SystemLocked(reason, by)]
+
+    def unlock(self, reason: str, by: str, now: float) -> list[Command]:
+        if not reason.strip():
+            raise OrchestrationError("unlock needs a reason")
+        prev = self.system
+        self.system = SYSTEM.fire(self.system, "unlock")
+        self.lock_reason, self.lock_by = "", ""
+        self._record_system(prev, "unlock", now, reason, by)
+        out: list[Command] = [SystemUnlocked(reason, by)]
+        out.extend(self._pump(now))
+        return out
+
+    def resolve(self, call_id: str, succeeded: bool, by: str, now: float) -> list[Command]:
+        """An operator settles an ``outcome_unknown`` call."""
+        rec = self._rec(call_id)
+        guards = guard_set(None, resolved_succeeded=succeeded)
+        self._fire(rec, "resolve", guards, now, "operator.resolve",
+                   {"by": by, "outcome": "succeeded" if succeeded else "failed"})
+        out = self._finish_if_done()
+        return out
+
+    def abort(self, reason: str, now: float) -> list[Command]:
+        """Stop starting calls: everything not yet running is cancelled."""
+        self._aborted = True
+        out: list[Command] = []
+        for cid in self.order:
+            rec = self.calls[cid]
+            if rec.state in (S.PROPOSED, S.WAITING, S.READY, S.AWAITING_APPROVAL):
+                if rec.claim_pending:
+                    rec.claim_pending = False
+                    self._release_slot(rec)
+                out.extend(self._cancel(rec, now, "run_aborted", reason))
+        for appr in self._approvals.values():
+            appr.answered = True
+        for saga in self._sagas.values():
+            saga.queue.clear()
+        out.extend(self._finish_if_done())
+        return out
+
+    # --------------------------------------------------------------- internals
+
+    def _rec(self, call_id: str) -> CallRecord:
+        try:
+            return self.calls[call_id]
+        except KeyError:
+            raise OrchestrationError(f"unknown call {call_id!r}") from None
+
+    def _fire(self, rec: CallRecord, trigger: str, guards: frozenset, now: float,
+              rule: str, detail: dict[str, Any]) -> State:
+        src = rec.state
+        dst = CONTROLLER.fire(src, trigger, guards, call_id=rec.call.call_id)
+        rec.state = dst
+        rec.rule = rule
+        call = rec.call
+        self.transitions.append(TransitionRecord(
+            seq=len(self.transitions), time=now, machine="call", call_id=call.call_id,
+            plan_id=call.plan_id, agent_id=call.agent_id, src=src.value, trigger=trigger,
+            dst=dst.value, rule=rule, detail=detail,
+        ))
+        return dst
+
+    def _record_system(self, prev: SystemState, trigger: str, now: float, reason: str, by: str) -> None:
+        self.transitions.append(TransitionRecord(
+            seq=len(self.transitions), time=now, machine="system", call_id=None, plan_id=None,
+            agent_id=None, src=prev.value, trigger=trigger, dst=self.system.value,
+            rule=f"system.{trigger}", detail={"reason": reason, "by": by},
+        ))
+
+    def _decide(self, rec: CallRecord) -> Decision:
+        call = rec.call
+        holder = self.ledger_keys.get((call.tool, call.idempotency_key))
+        dup = (not call.contract.reversible) and holder is not None and holder != call.call_id
+        d = decide(call.contract, call.confidence, self.policy, locked=self.locked,
+                   duplicate_started=dup)
+        rec.decision = d
+        return d
+
+    def _provenance(self, rec: CallRecord) -> dict[str, Any]:
+        d = rec.decision.provenance() if rec.decision else {}
+        d["rule"] = rec.mode_rule
+        d["mode"] = rec.mode.label if rec.mode is not None else None
+        d["approved_by"] = rec.approved_by
+        return d
+
+    def _guards(self, rec: CallRecord, decision: Decision) -> frozenset:
+        return guard_set(
+            decision,
+            approval_granted=rec.approval_granted,
+            on_denied=self.policy.approval.on_denied,
+            retries_left=rec.retries_left,
+            mode=rec.mode,
+            idempotent=rec.call.contract.idempotent,
+            reversible=rec.call.contract.reversible,
+        )
+
+    def _maybe_release(self, rec: CallRecord, now: float) -> None:
+        if (rec.state is S.WAITING and rec.pending_deps == 0 and rec.pending_order == 0
+                and rec.pending_escalations == 0 and not self._aborted):
+            self._fire(rec, "release", frozenset(), now, "dependencies_met", {})
+            self._enqueue(rec)
+
+    def _enqueue(self, rec: CallRecord) -> None:
+        heapq.heappush(self._ready, (-rec.call.priority, rec.call.seq, rec.call.call_id))
+
+    def _tool_limit(self, tool: str) -> int | None:
+        return self.catalog.by_name[tool].max_concurrency
+
+    def _pump(self, now: float) -> list[Command]:
+        """Dispatch ready calls in priority-then-submission order within the limits."""
+        out: list[Command] = []
+        limit = self.policy.max_concurrency
+        while self._ready and self._running < limit:
+            entry = heapq.heappop(self._ready)
+            rec = self.calls[entry[2]]
+            if rec.claim_pending or not (
+                    rec.state is S.READY or (rec.state is S.AWAITING_APPROVAL and rec.answer)):
+                continue
+            tool = rec.call.tool
+            tlimit = self._tool_limit(tool)
+            if tlimit is not None and self._running_by_tool.get(tool, 0) >= tlimit:
+                self._blocked_by_tool.setdefault(tool, []).append(entry)
+                continue
+            if rec.state is S.READY:
+                out.extend(self._dispatch(rec, now))
+            else:
+                self._take_slot(rec)
+                out.extend(self._start(rec, "approve", now) if rec.approval_granted
+                           else self._deny(rec, now))
+        return out
+
+    def _take_slot(self, rec: CallRecord) -> None:
+        self._running += 1
+        tool = rec.call.tool
+        self._running_by_tool[tool] = self._running_by_tool.get(tool, 0) + 1
+
+    def _release_slot(self, rec: CallRecord) -> None:
+        self._running -= 1
+        tool = rec.call.tool
+        self._running_by_tool[tool] -= 1
+        blocked = self._blocked_by_tool.pop(tool, None)
+        if blocked:
+            for entry in blocked:
+                heapq.heappush(self._ready, entry)
+
+    def _needs_claim(self, rec: CallRecord, dest: State) -> bool:
+        return dest is S.RUNNING_LIVE and not rec.call.contract.reversible and not rec.claimed
+
+    def _dispatch(self, rec: CallRecord, now: float) -> list[Command]:
+        decision = self._decide(rec)
+        guards = self._guards(rec, decision)
+        dest = CONTROLLER.fire(rec.state, "dispatch", guards, call_id=rec.call.call_id)
+        if dest is S.AWAITING_APPROVAL:
+            self._fire(rec, "dispatch", guards, now, "approval.required",
+                       decision.provenance())
+            call = rec.call
+            req = RequestApproval(
+                request_id=f"{self.run_id}:{call.call_id}:{rec.attempt}",
+                kind="live", call_ids=(call.call_id,), tool=call.tool,
+                risk=call.contract.risk.value, confidence=call.confidence,
+                agent_id=call.agent_id, plan_id=call.plan_id, args=dict(call.args),
+                reason=f"LIVE {call.tool} at risk {call.contract.risk.value} needs approval",
+                deadline=now + self.policy.approval.timeout_s,
+            )
+            self._approvals[req.request_id] = _Approval(req)
+            return [req]
+        self._take_slot(rec)
+        return self._start(rec, "dispatch", now)
+
+    def _start(self, rec: CallRecord, trigger: str, now: float) -> list[Command]:
+        """Fire ``dispatch``/``approve`` into a running state and emit ``Execute``.
+
+        The caller holds a concurrency slot. The decision is re-evaluated here,
+        at the moment of starting (I1, I2); an irreversible LIVE start is first
+        claimed in the ledger (Rule C) and resumes in ``intent_answered``.
+        """
+        decision = self._decide(rec)
+        guards = self._guards(rec, decision)
+        dest = CONTROLLER.fire(rec.state, trigger, guards, call_id=rec.call.call_id)
+        out: list[Command] = []
+        if self._needs_claim(rec, dest):
+            rec.claim_pending = True
+            return [ClaimIntent(rec.call.call_id, rec.call.idempotency_key, rec.call.tool)]
+        if rec.claimed and dest is not S.RUNNING_LIVE:
+            # Claimed for LIVE but the decision changed (e.g. locked meanwhile).
+            key = rec.call.idempotency_key
+            out.append(ReleaseIntent(rec.call.call_id, key))
+            if self.ledger_keys.get((rec.call.tool, key)) == rec.call.call_id:
+                del self.ledger_keys[(rec.call.tool, key)]
+            rec.claimed = False
+        if dest is S.AWAITING_APPROVAL:  # pragma: no cover - guarded by the approval flag
+            raise OrchestrationError("approval requested twice")
+        mode = Mode(MODE_OF_STATE[dest])
+        rec.mode = mode
+        if trigger == "approve" and mode is Mode.LIVE:
+            rule = "approval_granted"
+        else:
+            rule = decision.rule_for(mode)
+        detail = decision.provenance()
+        detail.update({"mode": mode.label, "attempt": rec.attempt + 1, "approved_by": rec.approved_by})
+        rec.mode_rule = rule
+        self._fire(rec, trigger, guards, now, rule, detail)
+        rec.attempt += 1
+        rec.started_at = now
+        call = rec.call
+        out.append(Execute(call.call_id, call.tool, dict(call.args), mode, rec.attempt,
+                           call.contract.timeout_s))
+        return out
+
+    def _deny(self, rec: CallRecord, now: float) -> list[Command]:
+        """Follow ``on_denied``. A slot is held unless the policy cancels (no slot needed)."""
+        granted, by, rule, reason = rec.answer or (False, "unknown", "approval_denied", "")
+        decision = self._decide(rec)
+        on_denied = self.policy.approval.on_denied
+        guards = guard_set(decision, approval_granted=False, on_denied=on_denied)
+        dest = CONTROLLER.fire(rec.state, "deny", guards, call_id=rec.call.call_id)
+        detail = decision.provenance()
+        detail.update({"by": by, "reason": reason, "on_denied": on_denied.value})
+        if dest is S.CANCELLED:
+            self._fire(rec, "deny", guards, now, rule, detail)
+            rec.reason = f"approval denied by {by}: {reason}".rstrip(": ")
+            out: list[Command] = [Cancelled(rec.call.call_id, rec.state.value, rec.reason)]
+            out.extend(self._after_settled(rec, now))
+            return out
+        mode = Mode(MODE_OF_STATE[dest])
+        rec.mode = mode
+        detail.update({"mode": mode.label, "attempt": rec.attempt + 1})
+        rec.mode_rule = rule
+        self._fire(rec, "deny", guards, now, rule, detail)
+        rec.attempt += 1
+        rec.started_at = now
+        call = rec.call
+        return [Execute(call.call_id, call.tool, dict(call.args), mode, rec.attempt,
+                        call.contract.timeout_s)]
+
+    def _cancel(self, rec: CallRecord, now: float, rule: str, reason: str) -> list[Command]:
+        """Cancel a call that has not started, then everything that needed it (Rule A)."""
+        out: list[Command] = []
+        stack = [(rec, rule, reason)]
+        while stack:
+            r, ru, why = stack.pop()
+            if r.state in FINAL:
+                continue
+            if r.state is S.AWAITING_APPROVAL:
+                for appr in self._approvals.values():
+                    if not appr.answered and appr.request.kind == "live" and appr.request.call_ids == (r.call.call_id,):
+                        appr.answered = True
+            self._fire(r, "cancel", frozenset(), now, ru, {"reason": why})
+            r.reason = why
+            out.append(Cancelled(r.call.call_id, r.state.value, why))
+            for dep_id in r.dependents:
+                d = self.calls[dep_id]
+                if d.state not in FINAL:
+                    stack.append((d, "dependency_failed",
+                                  f"dependency {r.call.call_id} ended {r.state.value}"))
+            out.extend(self._release_successors(r, now))
+        return out
+
+    def _release_successors(self, rec: CallRecord, now: float) -> list[Command]:
+        for succ in rec.successors:
+            s = self.calls[succ]
+            s.pending_order -= 1
+            self._maybe_release(s, now)
+        rec.successors = []
+        return []
+
+    def _after_settled(self, rec: CallRecord, now: float) -> list[Command]:
+        """Consequences of a call leaving ``running``: deps, order edges, the saga."""
+        out: list[Command] = []
+        state = rec.state
+        if state is S.READY:  # a retry: still holds its place in the order
+            return out
+        if state is S.SUCCEEDED:
+            for dep_id in rec.dependents:
+                d = self.calls[dep_id]
+                d.pending_deps -= 1
+                self._maybe_release(d, now)
+            rec.dependents = []
+            self._release_successors(rec, now)
+            saga = self._sagas.get(rec.call.plan_id)
+            if saga is not None:
+                out.extend(self._saga_step(saga, now))
+            return out
+        # failed, outcome_unknown, cancelled (by deny): dependents cannot run (I5).
+        for dep_id in rec.dependents:
+            d = self.calls[dep_id]
+            if d.state not in FINAL:
+                out.extend(self._cancel(d, now, "dependency_failed",
+                                        f"dependency {rec.call.call_id} ended {state.value}"))
+        rec.dependents = []
+        self._release_successors(rec, now)
+        if state is S.OUTCOME_UNKNOWN:
+            alert = Alert("outcome_unknown", 8,
+                          f"{rec.call.call_id}: LIVE outcome lost; not retried; resolve it with "
+                          "`interlock resolve`", "alert", rec.call.call_id)
+            self.alerts.append(alert)
+            out.append(alert)
+        if state in (S.FAILED, S.OUTCOME_UNKNOWN):
+            out.extend(self._plan_failed(rec, now))
+        else:
+            saga = self._sagas.get(rec.call.plan_id)
+            if saga is not None:
+                out.extend(self._saga_step(saga, now))
+        return out
+
+    def _plan_failed(self, rec: CallRecord, now: float) -> list[Command]:
+        plan_id = rec.call.plan_id
+        if plan_id in self._failed_plans:
+            saga = self._sagas.get(plan_id)
+            return self._saga_step(saga, now) if saga else []
+        self._failed_plans.add(plan_id)
+        if rec.call.on_failure is OnFailure.KEEP:
+            return []
+        out: list[Command] = []
+        for cid in self.order:
+            r = self.calls[cid]
+            if r.call.plan_id == plan_id and r.state in (S.WAITING, S.READY, S.AWAITING_APPROVAL) \
+                    and not r.claim_pending:
+                out.extend(self._cancel(r, now, "plan_failed",
+                                        f"plan {plan_id} failed at {rec.call.call_id}; saga"))
+        saga = _Saga(plan_id=plan_id, trigger_call=rec.call.call_id)
+        self._sagas[plan_id] = saga
+        out.extend(self._saga_step(saga, now))
+        return out
+
+    def _saga_step(self, saga: _Saga, now: float) -> list[Command]:
+        """Start or continue compensation once no call of the plan is running (Rule D)."""
+        if saga.current is not None:
+            return []
+        plan_calls = [self.calls[c] for c in self.order if self.calls[c].call.plan_id == saga.plan_id]
+        if any(r.state in RUNNING or r.claim_pending for r in plan_calls):
+            return []
+        out: list[Command] = []
+        if not saga.started:
+            saga.started = True
+            done = sorted((r for r in plan_calls if r.state is S.SUCCEEDED and r.mode is Mode.LIVE),
+                          key=lambda r: -r.completed)
+            for r in done:
+                if r.call.contract.reversible and r.call.contract.rollback is not None:
+                    saga.queue.append(r.call.call_id)
+                else:
+                    self.rollbacks.append(RollbackEvent(
+                        call_id=r.call.call_id, plan_id=saga.plan_id, tool="", args={},
+                        start=now, end=now, outcome="not_reversible",
+                        error="irreversible: listed, never rolled back",
+                        trigger_call=saga.trigger_call,
+                    ))
+        while saga.queue and saga.current is None:
+            cid = saga.queue.pop(0)
+            r = self.calls[cid]
+            spec = r.call.contract.rollback
+            assert spec is not None
+            guards = guard_set(None, mode=r.mode, reversible=r.call.contract.reversible)
+            try:
+                args = expand_value(spec.args, r.call.args, r.result)
+            except (KeyError, ValueError, TypeError) as exc:
+                self._fire(r, "rollback", guards, now, "saga.rollback",
+                           {"trigger_call": saga.trigger_call})
+                self._fire(r, "rollback_error", frozenset(), now, "saga.rollback_failed",
+                           {"error": f"cannot build rollback args: {exc}"})
+                self.rollbacks.append(RollbackEvent(
+                    call_id=cid, plan_id=saga.plan_id, tool=spec.tool, args={}, start=now, end=now,
+                    outcome="rollback_failed", error=f"cannot build rollback args: {exc}",
+                    trigger_call=saga.trigger_call,
+                ))
+                alert = Alert("rollback_failed", 8, f"rollback of {cid} failed: {exc}", "alert", cid)
+                self.alerts.append(alert)
+                out.append(alert)
+                continue
+            self._fire(r, "rollback", guards, now, "saga.rollback",
+                       {"trigger_call": saga.trigger_call, "tool": spec.tool, "args": args})
+            saga.current = cid
+            saga.rollback_started_at = now
+            saga.rollback_args = args
+            comp = self.catalog.get(spec.tool)
+            out.append(Rollback(cid, spec.tool, args, comp.timeout_s if comp else 30.0))
+        return out
+
+    def _escalation_answered(self, request_id: str, granted: bool, by: str, now: float,
+                             reason: str) -> list[Command]:
+        esc = self._escalation_of[request_id]
+        out: list[Command] = []
+        self.conflicts = [
+            attrs.evolve(c, outcome=("escalated: granted by " if granted else "escalated: denied by ") + by)
+            if c.id == esc.conflict_id else c
+            for c in self.conflicts
+        ]
+        for cid in esc.call_ids:
+            rec = self.calls[cid]
+            if rec.state is not S.WAITING:
+                continue
+            rec.pending_escalations -= 1
+            if granted:
+                # Rejected dependencies were never counted in pending_deps; granting
+                # the escalation is what lets the call go without them.
+                self._maybe_release(rec, now)
+            else:
+                why = f"escalated conflict {esc.conflict_id} not approved ({reason or 'denied'} by {by})"
+                out.extend(self._cancel(rec, now, "escalation_denied", why))
+        return out
+
+    def _on_anomalies(self, anomalies: Iterable[AnomalyRecord], now: float, out: list[Command]) -> None:
+        """Anomalies become records and ``Alert`` commands; ``lock`` actions lock (I2)."""
+        for an in anomalies:
+            self.anomalies.append(an)
+            alert = Alert(an.kind, an.severity, an.message, an.action)
+            self.alerts.append(alert)
+            out.append(alert)
+            if an.action == "lock" and not self.locked:
+                out.extend(self.lock(f"anomaly {an.kind}: {an.message}", "monitor", now))
+
+    def _finish_if_done(self) -> list[Command]:
+        if self.done and not self._finished_emitted:
+            self._finished_emitted = True
+            return [RunFinished(self.exit_code())]
+        return []
