@@ -14,6 +14,7 @@ import difflib
 import os
 import re
 import shutil
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -94,8 +95,13 @@ def back_up(target: Path, root: Path) -> str:
         raise SandboxError(f"{target.relative_to(root)} is not a regular file")
     store = root / BACKUP_DIR
     store.mkdir(exist_ok=True)
-    backup = uuid.uuid4().hex
-    atomic_write(store / backup, target.read_bytes())
+    # Named by content (path + bytes): the same saved state always gets the same
+    # id, so a deterministic run (--fake-clock --seed) gives byte-identical logs.
+    data = target.read_bytes()
+    rel = target.relative_to(root).as_posix().encode()
+    backup = hashlib.sha256(rel + b"\0" + data).hexdigest()[:32]
+    if not (store / backup).exists():
+        atomic_write(store / backup, data)
     return backup
 
 
