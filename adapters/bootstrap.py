@@ -73,6 +73,7 @@ class Runtime:
     seed: int | None = None
     sinks: tuple[Callable[[Alert], None], ...] = ()
     progress: Callable | None = None
+    observers: tuple = ()
     inputs: dict[str, Any] = attrs.Factory(dict)  # paths and digests, for the summary
 
     @classmethod
@@ -152,6 +153,7 @@ class Runtime:
                 catalog=self.catalog, policy=self.policy,
                 executor=Executor(self.registry, self.catalog), gate=gate, clock=self.clock,
                 run_id=run_id, store=store, sinks=self.sinks, progress=self.progress,
+                observers=tuple(self.observers),
             )
             started = self.clock.now()
             result = await runner.run(planset)

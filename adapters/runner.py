@@ -51,6 +51,23 @@ class RunResult:
     interrupted: bool = False
 
 
+class RunObserver:
+    """Watches a run from the outside (OpenTelemetry, Prometheus, ...). Override what you need.
+
+    Observers must not raise; if one does, the run goes on and the error is ignored:
+    observability never changes what runs.
+    """
+
+    def execution_started(self, cmd: Execute, call: Any, time: float) -> None:
+        """A call attempt was handed to an executor."""
+
+    def execution_finished(self, cmd: Execute, call: Any, record: Any) -> None:
+        """An attempt ended; ``record`` is its ExecutionRecord (mode, outcome, duration, decision)."""
+
+    def run_finished(self, orchestrator: Any) -> None:
+        """Every call is final."""
+
+
 class _Ledger:
     """In-memory intent ledger, used when no durable store is configured."""
 
@@ -84,6 +101,7 @@ class Runner:
         store: Any = None,
         sinks: tuple[Callable[[Alert], None], ...] = (),
         progress: Callable[[Orchestrator, Any], None] | None = None,
+        observers: tuple[RunObserver, ...] = (),
         tick_step: float = 0.001,
     ) -> None:
         self.catalog = catalog
@@ -96,6 +114,7 @@ class Runner:
         self.ledger = store if store is not None else _Ledger()
         self.sinks = sinks
         self.progress = progress
+        self.observers = observers
         self.deterministic = isinstance(clock, FakeClock)
         self.tick_step = tick_step
         self.prev_hash = GENESIS
@@ -154,6 +173,7 @@ class Runner:
             cmds = orch.submit(plans, self.now())
             self._persist()
             await self._loop(cmds)
+            self._notify("run_finished", orch)
         finally:
             if installed:
                 loop.remove_signal_handler(signal.SIGINT)
@@ -235,6 +255,7 @@ class Runner:
             contract = self.catalog.by_name[cmd.tool]
             task = asyncio.ensure_future(self.executor.execute(cmd, contract))
             pending[task] = (issued, cmd)
+            self._notify("execution_started", cmd, orch.calls[cmd.call_id].call, self.clock.now())
         elif isinstance(cmd, Rollback):
             contract = self.catalog.by_name[cmd.tool]
             task = asyncio.ensure_future(self.executor.rollback(cmd, contract))
@@ -262,6 +283,13 @@ class Runner:
             self.progress(orch, cmd)
         return []
 
+    def _notify(self, event: str, *args: Any) -> None:
+        for obs in self.observers:
+            try:
+                getattr(obs, event)(*args)
+            except Exception:  # observability never changes what runs
+                pass
+
     def _answer(self, cmd: Any, task: asyncio.Task) -> list[Any]:
         orch = self.orch
         assert orch is not None
@@ -277,7 +305,9 @@ class Runner:
         if isinstance(cmd, Execute):
             if self.progress is not None:
                 self.progress(orch, (cmd, result))
-            return orch.execution_finished(cmd.call_id, result, now)
+            follow = orch.execution_finished(cmd.call_id, result, now)
+            self._notify("execution_finished", cmd, orch.calls[cmd.call_id].call, orch.executions[-1])
+            return follow
         if isinstance(cmd, Rollback):
             return orch.rollback_finished(cmd.call_id, result, now)
         # An approval: anything but a clean ApprovalAnswer(granted=True) is a denial (I11).
