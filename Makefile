@@ -19,7 +19,6 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(VENV)/bin/lint-imports --config pyproject.toml
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider
 
 demo: $(STAMP)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from typing import Any, Callable
 
 import attrs
@@ -122,6 +123,7 @@ class Runner:
         self._persisted_transitions = 0
         self._persisted = {"execution": 0, "rollback": 0, "anomaly": 0}
         self._interrupted = False
+        self._last_poll = 0.0
         self.orch: Orchestrator | None = None
 
     # ------------------------------------------------------------------ time
@@ -200,6 +202,7 @@ class Runner:
         queue = list(cmds)
         aborted = False
         while True:
+            queue.extend(self._poll_lock())
             while queue:
                 cmd = queue.pop(0)
                 follow = self._carry_out(cmd, pending, issued)
@@ -239,6 +242,27 @@ class Runner:
                 _, cmd = pending.pop(task)
                 queue.extend(self._answer(cmd, task))
                 self._persist()
+
+    def _poll_lock(self) -> list[Any]:
+        """Follow the durable lock: an operator's `interlock lock` in another process
+        takes effect in this run at its next decision (I2 across processes)."""
+        orch = self.orch
+        if self.store is None or orch is None:
+            return []
+        t = time.monotonic()
+        if t - self._last_poll < 0.2:
+            return []
+        self._last_poll = t
+        st = self.store.system_state()
+        if st.get("state") == "locked" and not orch.locked:
+            cmds = orch.lock(st.get("reason") or "locked by an operator", st.get("by") or "operator", self.now())
+        elif st.get("state") == "unlocked" and orch.locked:
+            cmds = orch.unlock(st.get("reason") or "unlocked by an operator", st.get("by") or "operator", self.now())
+        else:
+            return []
+        self._persist()
+        # The store already holds this state: don't write it back.
+        return [c for c in cmds if not isinstance(c, (SystemLocked, SystemUnlocked))]
 
     async def _give_up(self, pending: dict) -> list[asyncio.Task]:
         """After Ctrl-C, in-flight calls get a grace period, then count as lost."""

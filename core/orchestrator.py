@@ -56,7 +56,7 @@ from interlock.core.controller.states import (
     State,
     SystemState,
 )
-from interlock.core.errors import OrchestrationError
+from interlock.core.errors import InvalidTransition, OrchestrationError
 from interlock.core.intake import intake
 from interlock.core.model import Catalog, Mode, OnDenied, OnFailure, PlanSet, Policy
 from interlock.core.monitor import Monitor
@@ -169,6 +169,9 @@ class Orchestrator:
         self._submitted = False
         self._finished_emitted = False
         self._aborted = False
+        #: Every input event, in order: replaying them through a fresh orchestrator
+        #: (same inputs) rebuilds this one exactly (I12) -- how `resume` recovers.
+        self.events: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ facts
 
@@ -201,6 +204,7 @@ class Orchestrator:
         if self._submitted:
             raise OrchestrationError("an orchestrator takes one batch of plans; start a new run")
         self._submitted = True
+        self.events.append({"event": "submit", "now": now})
         res = intake(plans, self.catalog, self.policy, ledger=self.ledger_keys)
         self.intake_result = res
         self.conflicts = list(res.conflicts)
@@ -287,6 +291,8 @@ class Orchestrator:
         appr = self._approvals.get(request_id)
         if appr is None:
             raise OrchestrationError(f"unknown approval request {request_id!r}")
+        self.events.append({"event": "approval_answered", "request_id": request_id,
+                            "granted": granted, "by": by, "reason": reason, "now": now})
         if appr.answered:
             return []  # a late answer after a timeout: the timeout already decided
         appr.answered = True
@@ -317,6 +323,8 @@ class Orchestrator:
         rec = self._rec(call_id)
         if not rec.claim_pending:
             raise OrchestrationError(f"call {call_id!r} has no pending intent claim")
+        self.events.append({"event": "intent_answered", "call_id": call_id, "holder": holder,
+                            "now": now})
         rec.claim_pending = False
         out: list[Command] = []
         key = (rec.call.tool, rec.call.idempotency_key)
@@ -337,6 +345,9 @@ class Orchestrator:
         rec = self._rec(call_id)
         if rec.state not in RUNNING:
             raise OrchestrationError(f"call {call_id!r} is not running (state {rec.state.value})")
+        self.events.append({"event": "execution_finished", "call_id": call_id, "ok": result.ok,
+                            "result": result.result, "error": result.error, "lost": result.lost,
+                            "now": now})
         out: list[Command] = []
         call = rec.call
         mode = rec.mode or Mode.MOCK
@@ -379,6 +390,9 @@ class Orchestrator:
         rec = self._rec(call_id)
         if rec.state is not S.ROLLING_BACK:
             raise OrchestrationError(f"call {call_id!r} is not rolling back")
+        self.events.append({"event": "rollback_finished", "call_id": call_id, "ok": result.ok,
+                            "result": result.result, "error": result.error, "lost": result.lost,
+                            "now": now})
         saga = self._sagas[rec.call.plan_id]
         out: list[Command] = []
         ok = result.ok and not result.lost
@@ -409,6 +423,8 @@ class Orchestrator:
     def tick(self, now: float) -> list[Command]:
         """Time passes: approvals past their deadline count as denied (fail closed)."""
         out: list[Command] = []
+        if any(not a.answered and now >= a.request.deadline for a in self._approvals.values()):
+            self.events.append({"event": "tick", "now": now})
         for rid, appr in list(self._approvals.items()):
             if not appr.answered and now >= appr.request.deadline:
                 out.extend(self.approval_answered(rid, False, "timeout", now, reason="timeout"))
@@ -416,6 +432,10 @@ class Orchestrator:
         return out
 
     def lock(self, reason: str, by: str, now: float) -> list[Command]:
+        self.events.append({"event": "lock", "reason": reason, "by": by, "now": now})
+        return self._lock(reason, by, now)
+
+    def _lock(self, reason: str, by: str, now: float) -> list[Command]:
         prev = self.system
         self.system = SYSTEM.fire(self.system, "lock")
         self.lock_reason, self.lock_by = reason, by
@@ -425,6 +445,7 @@ class Orchestrator:
     def unlock(self, reason: str, by: str, now: float) -> list[Command]:
         if not reason.strip():
             raise OrchestrationError("unlock needs a reason")
+        self.events.append({"event": "unlock", "reason": reason, "by": by, "now": now})
         prev = self.system
         self.system = SYSTEM.fire(self.system, "unlock")
         self.lock_reason, self.lock_by = "", ""
@@ -437,6 +458,10 @@ class Orchestrator:
         """An operator settles an ``outcome_unknown`` call."""
         rec = self._rec(call_id)
         guards = guard_set(None, resolved_succeeded=succeeded)
+        if not CONTROLLER.allowed(rec.state, "resolve"):
+            raise InvalidTransition(call_id, rec.state.value, "resolve", "only outcome_unknown calls are resolved")
+        self.events.append({"event": "resolve", "call_id": call_id, "succeeded": succeeded,
+                            "by": by, "now": now})
         self._fire(rec, "resolve", guards, now, "operator.resolve",
                    {"by": by, "outcome": "succeeded" if succeeded else "failed"})
         out = self._finish_if_done()
@@ -444,6 +469,7 @@ class Orchestrator:
 
     def abort(self, reason: str, now: float) -> list[Command]:
         """Stop starting calls: everything not yet running is cancelled."""
+        self.events.append({"event": "abort", "reason": reason, "now": now})
         self._aborted = True
         out: list[Command] = []
         for cid in self.order:
@@ -457,6 +483,71 @@ class Orchestrator:
             appr.answered = True
         for saga in self._sagas.values():
             saga.queue.clear()
+        out.extend(self._finish_if_done())
+        return out
+
+    # ----------------------------------------------------------------- resume
+
+    def replay_events(self, plans: PlanSet, events: Iterable[dict[str, Any]]) -> None:
+        """Rebuild the state of a crashed run: feed its logged events to this fresh
+        orchestrator (built with the same catalog, policy, ledger snapshot and lock
+        state). Commands are discarded: they were carried out, or are re-derived by
+        ``outstanding``."""
+        for ev in events:
+            kind, now = ev["event"], ev["now"]
+            if kind == "submit":
+                self.submit(plans, now)
+            elif kind in ("execution_finished", "rollback_finished"):
+                res = ExecutionResult(ok=ev["ok"], result=ev["result"], error=ev["error"], lost=ev["lost"])
+                getattr(self, kind)(ev["call_id"], res, now)
+            elif kind == "approval_answered":
+                self.approval_answered(ev["request_id"], ev["granted"], ev["by"], now, reason=ev["reason"])
+            elif kind == "intent_answered":
+                self.intent_answered(ev["call_id"], ev["holder"], now)
+            elif kind == "tick":
+                self.tick(now)
+            elif kind in ("lock", "unlock"):
+                getattr(self, kind)(ev["reason"], ev["by"], now)
+            elif kind == "resolve":
+                self.resolve(ev["call_id"], ev["succeeded"], ev["by"], now)
+            elif kind == "abort":
+                self.abort(ev["reason"], now)
+            else:
+                raise OrchestrationError(f"unknown event {kind!r} in the log")
+
+    def outstanding(self, now: float) -> list[Command]:
+        """After ``replay_events``: what a crash left unanswered, as commands again.
+
+        Rule F (I4): a LIVE call of a non-idempotent tool that was running may have
+        had its side effect; it is never re-executed: its outcome is lost
+        (``outcome_unknown``). Idempotent LIVE calls, dry runs and mocks run again;
+        claims, approvals and compensations are asked again (a claim by the same
+        call is granted again by the ledger).
+        """
+        out: list[Command] = []
+        for cid in self.order:
+            rec = self.calls[cid]
+            call = rec.call
+            if rec.state in RUNNING:
+                if rec.mode is Mode.LIVE and not call.contract.idempotent:
+                    out.extend(self.execution_finished(cid, ExecutionResult(
+                        ok=False, lost=True, error="interlock stopped while it ran: outcome unknown"), now))
+                else:
+                    out.append(Execute(cid, call.tool, dict(call.args), rec.mode or Mode.MOCK,
+                                       rec.attempt, call.contract.timeout_s))
+            elif rec.claim_pending:
+                out.append(ClaimIntent(cid, call.idempotency_key, call.tool))
+        for appr in self._approvals.values():
+            if not appr.answered:
+                out.append(appr.request)
+        for saga in self._sagas.values():
+            if saga.current is not None:
+                r = self.calls[saga.current]
+                spec = r.call.contract.rollback
+                comp = self.catalog.get(spec.tool) if spec else None
+                out.append(Rollback(saga.current, spec.tool if spec else "", saga.rollback_args,
+                                    comp.timeout_s if comp else 30.0))
+        out.extend(self._pump(now))
         out.extend(self._finish_if_done())
         return out
 
@@ -829,7 +920,7 @@ class Orchestrator:
             self.alerts.append(alert)
             out.append(alert)
             if an.action == "lock" and not self.locked:
-                out.extend(self.lock(f"anomaly {an.kind}: {an.message}", "monitor", now))
+                out.extend(self._lock(f"anomaly {an.kind}: {an.message}", "monitor", now))
 
     def _finish_if_done(self) -> list[Command]:
         if self.done and not self._finished_emitted:

@@ -109,6 +109,7 @@ class OrchestratorMachine(RuleBasedStateMachine):
         pre = data.draw(st.sampled_from([{}, {("t0", "dup"): "old-run/x"}]), label="ledger")
         self.ledger = dict(pre)
         self.now = 0.0
+        self.planset, self.pre = planset, dict(pre)
         self.orch = Orchestrator(self.catalog, self.policy, run_id="r", ledger=pre)
         self.outstanding: list = []  # commands waiting for an answer
         self.running: set[str] = set()
@@ -304,6 +305,12 @@ class OrchestratorMachine(RuleBasedStateMachine):
         assert self.orch.done
         assert all(r.state in FINAL for r in self.orch.calls.values())
         assert self.finished, "RunFinished was not emitted"
+        # I10/I12 and the basis of `resume`: replaying the logged events through a
+        # fresh orchestrator reproduces every transition exactly.
+        again = Orchestrator(self.catalog, self.policy, run_id="r", ledger=self.pre)
+        again.replay_events(self.planset, self.orch.events)
+        assert again.transitions == self.orch.transitions
+        assert again.outstanding(self.now) == []
 
 
 TestOrchestrator = OrchestratorMachine.TestCase
