@@ -26,6 +26,7 @@ from interlock.adapters.approvals import CallableGate, DenyAll, RulesGate, Termi
 from interlock.adapters.clocks import FakeClock, SystemClock
 from interlock.adapters.executors import Executor
 from interlock.adapters.loading import load_inputs, read_document
+from interlock.adapters.recovery import run_meta
 from interlock.adapters.registry import ToolRegistry, default_registry
 from interlock.adapters.runner import Runner, RunResult
 from interlock.core.commands import Alert
@@ -74,6 +75,7 @@ class Runtime:
     sinks: tuple[Callable[[Alert], None], ...] = ()
     progress: Callable | None = None
     observers: tuple = ()
+    tools: tuple[str, ...] = ()  # --tools specs, kept so `resume` loads the same implementations
     inputs: dict[str, Any] = attrs.Factory(dict)  # paths and digests, for the summary
 
     @classmethod
@@ -120,7 +122,26 @@ class Runtime:
         inputs = {"catalog": _file_input(catalog), "policy": _file_input(policy) if policy else None}
         clock: Clock = FakeClock() if fake_clock else SystemClock()
         return cls(catalog=cat, policy=pol, registry=reg, approvals=approvals, clock=clock,
-                   state_dir=state_dir, seed=seed, inputs=inputs, **kw)
+                   state_dir=state_dir, seed=seed, inputs=inputs, tools=tuple(tools), **kw)
+
+    @classmethod
+    def from_catalog(
+        cls,
+        catalog: Catalog,
+        *,
+        policy: Policy | None = None,
+        tools: Iterable[str] = (),
+        entry_points: bool = True,
+        registry: ToolRegistry | None = None,
+        **kw: Any,
+    ) -> Runtime:
+        """A runtime from objects already loaded (the embedding path)."""
+        reg = registry or default_registry
+        if entry_points:
+            reg.load_entry_points()
+        for spec in tools:
+            reg.load_module(spec)
+        return cls(catalog=catalog, policy=policy or Policy(), registry=reg, tools=tuple(tools), **kw)
 
     def load_plans(self, plans: str | os.PathLike | dict | PlanSet) -> PlanSet:
         if isinstance(plans, PlanSet):
@@ -146,22 +167,42 @@ class Runtime:
         run_id = run_id or make_run_id(self.clock, seed=self.seed, digests=digests)
         store = open_store(self.state_dir) if self.state_dir is not None else None
         try:
-            if store is not None:
-                store.create_run(run_id, digests=digests, meta={"inputs": self.inputs})
+            policy, changes = tuned_policy(self.policy, store)
             gate = make_gate(self.approvals, interactive=self.interactive, clock=self.clock)
             runner = Runner(
-                catalog=self.catalog, policy=self.policy,
+                catalog=self.catalog, policy=policy, policy_changes=changes,
                 executor=Executor(self.registry, self.catalog), gate=gate, clock=self.clock,
                 run_id=run_id, store=store, sinks=self.sinks, progress=self.progress,
                 observers=tuple(self.observers),
             )
             started = self.clock.now()
-            result = await runner.run(planset)
+            start = runner.starting_state()
+            if store is not None:
+                meta = run_meta(
+                    catalog=self.catalog, plans=planset, policy=policy, ledger=start[0],
+                    locked=start[1], lock_reason=start[2], policy_changes=changes,
+                    inputs=self.inputs, tools=list(self.tools), approvals=self.approvals,
+                    out=str(out) if out is not None else None, started=started,
+                )
+                store.create_run(run_id, digests=digests, meta=meta)
+            result = await runner.run(planset, start)
             return finish_run(runner, result, planset=planset, inputs=self.inputs, started=started,
                               out=out, store=store)
         finally:
             if store is not None:
                 store.close()
+
+
+def tuned_policy(policy: Policy, store: Any) -> tuple[Policy, list[dict[str, Any]]]:
+    """With ``learning.auto_tune``, apply threshold recommendations learned from the
+    real outcomes of earlier runs in the store (never below the floor: I14)."""
+    if not policy.learning.auto_tune or store is None:
+        return policy, []
+    from interlock.core.learning import apply_recommendations, recommend, samples_from_executions
+
+    past = [e for run in store.list_runs() for e in store.records(run["run_id"], "execution")]
+    recs = recommend(samples_from_executions(past), policy)
+    return apply_recommendations(policy, recs)
 
 
 def _file_input(path: str | os.PathLike) -> dict[str, str]:

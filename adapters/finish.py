@@ -39,7 +39,9 @@ def finish_run(runner: Any, result: Any, *, planset: Any, inputs: dict[str, Any]
                out: str | os.PathLike | None, store: Any) -> Any:
     """Build the documents, write the outputs (when ``out``), close the run in the store."""
     orch = result.orchestrator
-    finished = runner.clock.now()
+    # A run is finished when its last transition happened: the same value an export
+    # of the stored run computes, so exports match the original outputs.
+    finished = orch.transitions[-1].time if orch.transitions else runner.clock.now()
     summary = build_summary(orch, started_at=started, finished_at=finished, inputs=inputs, plans=planset)
     health = build_health(orch, time=finished)
     signals = signals_for(orch, time=finished)

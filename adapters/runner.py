@@ -103,6 +103,7 @@ class Runner:
         sinks: tuple[Callable[[Alert], None], ...] = (),
         progress: Callable[[Orchestrator, Any], None] | None = None,
         observers: tuple[RunObserver, ...] = (),
+        policy_changes: list[dict[str, Any]] | None = None,
         tick_step: float = 0.001,
     ) -> None:
         self.catalog = catalog
@@ -116,12 +117,13 @@ class Runner:
         self.sinks = sinks
         self.progress = progress
         self.observers = observers
+        self.policy_changes = list(policy_changes or [])
         self.deterministic = isinstance(clock, FakeClock)
         self.tick_step = tick_step
         self.prev_hash = GENESIS
         self.lines: list[dict[str, Any]] = []
         self._persisted_transitions = 0
-        self._persisted = {"execution": 0, "rollback": 0, "anomaly": 0}
+        self._persisted = {"execution": 0, "rollback": 0, "anomaly": 0, "event": 0}
         self._interrupted = False
         self._last_poll = 0.0
         self.orch: Orchestrator | None = None
@@ -150,8 +152,8 @@ class Runner:
         self._persisted_transitions = len(orch.transitions)
         self.lines.extend(lines)
         records: list[tuple[str, dict]] = []
-        for kind, items in (("execution", orch.executions), ("rollback", orch.rollbacks),
-                            ("anomaly", orch.anomalies)):
+        for kind, items in (("event", orch.events), ("execution", orch.executions),
+                            ("rollback", orch.rollbacks), ("anomaly", orch.anomalies)):
             start = self._persisted[kind]
             records.extend((kind, unstructure(x)) for x in items[start:])
             self._persisted[kind] = len(items)
@@ -160,19 +162,55 @@ class Runner:
 
     # ------------------------------------------------------------------ loop
 
-    async def run(self, plans: PlanSet) -> RunResult:
+    def starting_state(self) -> tuple[dict, bool, str]:
+        """The ledger snapshot and lock state a new run starts from (kept for resume)."""
         ledger_keys = self.ledger.started_keys()
         locked, reason = False, ""
         if self.store is not None:
             st = self.store.system_state()
             locked, reason = st.get("state") == "locked", st.get("reason") or ""
+        return ledger_keys, locked, reason
+
+    async def run(self, plans: PlanSet, start: tuple[dict, bool, str] | None = None) -> RunResult:
+        ledger_keys, locked, reason = start or self.starting_state()
         orch = Orchestrator(self.catalog, self.policy, run_id=self.run_id, ledger=ledger_keys,
-                            locked=locked, lock_reason=reason)
+                            locked=locked, lock_reason=reason, policy_changes=self.policy_changes)
         self.orch = orch
         loop = asyncio.get_running_loop()
         installed = self._install_sigint(loop)
         try:
             cmds = orch.submit(plans, self.now())
+            self._persist()
+            await self._loop(cmds)
+            self._notify("run_finished", orch)
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+        return RunResult(self.run_id, orch.exit_code(), orch, interrupted=self._interrupted)
+
+    def attach(self, rebuilt: Any) -> Orchestrator:
+        """Take over a stored run rebuilt by ``interlock.adapters.recovery.rebuild``:
+        what it already persisted is not written again; the chain continues from its head."""
+        orch = rebuilt.orchestrator
+        self.orch = orch
+        self.lines = list(rebuilt.lines)
+        self.prev_hash = self.lines[-1]["hash"] if self.lines else GENESIS
+        self._persisted_transitions = len(rebuilt.lines)
+        self._persisted = {"execution": len(orch.executions), "rollback": len(orch.rollbacks),
+                           "anomaly": len(orch.anomalies), "event": rebuilt.events}
+        return orch
+
+    def persist(self) -> None:
+        """Group-commit what the orchestrator produced since the last commit."""
+        self._persist()
+
+    async def resume(self, rebuilt: Any) -> RunResult:
+        """Continue a stored run rebuilt by ``interlock.adapters.recovery.rebuild``."""
+        orch = self.attach(rebuilt)
+        loop = asyncio.get_running_loop()
+        installed = self._install_sigint(loop)
+        try:
+            cmds = orch.outstanding(self.now())
             self._persist()
             await self._loop(cmds)
             self._notify("run_finished", orch)

@@ -139,14 +139,19 @@ class Orchestrator:
         locked: bool = False,
         lock_reason: str = "",
         monitor: Monitor | None = None,
+        policy_changes: Iterable[dict[str, Any]] = (),
     ) -> None:
         self.catalog = catalog
         self.policy = policy
         self.run_id = run_id
         self.ledger_keys: dict[tuple[str, str], str] = dict(ledger or {})
-        self.system = SystemState.LOCKED if locked else SystemState.UNLOCKED
-        self.lock_reason = lock_reason if locked else ""
-        self.lock_by = "store" if locked else ""
+        # A lock held before the run (the durable store) is recorded as the run's
+        # first system transition, so the log alone tells the lock state (I10).
+        self.system = SystemState.UNLOCKED
+        self.lock_reason = ""
+        self.lock_by = ""
+        self._initial_lock = (lock_reason or "locked before this run started") if locked else None
+        self.policy_changes = list(policy_changes)
         self.monitor = monitor if monitor is not None else Monitor(policy)
         self.calls: dict[str, CallRecord] = {}
         self.order: list[str] = []
@@ -205,6 +210,14 @@ class Orchestrator:
             raise OrchestrationError("an orchestrator takes one batch of plans; start a new run")
         self._submitted = True
         self.events.append({"event": "submit", "now": now})
+        if self._initial_lock is not None:
+            self._lock(self._initial_lock, "store", now)
+        for ch in self.policy_changes:  # auto_tune between runs: every change audited (I14)
+            self.transitions.append(TransitionRecord(
+                seq=len(self.transitions), time=now, machine="policy", call_id=None, plan_id=None,
+                agent_id=None, src=f"{ch['risk']}.live={ch['from']}", trigger="tune",
+                dst=f"{ch['risk']}.live={ch['to']}", rule="learning.auto_tune", detail=dict(ch),
+            ))
         res = intake(plans, self.catalog, self.policy, ledger=self.ledger_keys)
         self.intake_result = res
         self.conflicts = list(res.conflicts)
