@@ -46,7 +46,9 @@ APPLICATION = "interlock"
 #: The first transition of a run has this seq and ``prev_hash == GENESIS``
 #: (as ``interlock.core.audit.verify_chain`` expects: seq = 0-based line index).
 FIRST_SEQ = 0
-RECORD_KINDS = ("execution", "conflict", "rollback", "signal", "anomaly", "approval")
+#: What ``records`` holds besides the log: the raw material of the outputs, and
+#: ``event``, the orchestrator's inputs in order (a resume replays them).
+RECORD_KINDS = ("execution", "conflict", "rollback", "signal", "anomaly", "approval", "event")
 SYSTEM_STATES = ("unlocked", "locked")
 
 #: Schema migrations, applied in order, each in the same transaction as the
@@ -99,6 +101,21 @@ MIGRATIONS: list[str] = [
         time   REAL
     );
     INSERT INTO system (id, state) VALUES (1, 'unlocked');
+    """,
+    # 2: records.kind is checked by the code (RECORD_KINDS), not by a CHECK, so
+    #    a new kind ('event': the orchestrator's inputs, for exact recovery)
+    #    needs no table rebuild after this one.
+    """
+    CREATE TABLE records_v2 (
+        run_id TEXT NOT NULL REFERENCES runs (run_id),
+        kind   TEXT NOT NULL,
+        seq    INTEGER NOT NULL,          -- 1, 2, ... per (run, kind)
+        body   TEXT NOT NULL,             -- JSON
+        PRIMARY KEY (run_id, kind, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO records_v2 (run_id, kind, seq, body) SELECT run_id, kind, seq, body FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_v2 RENAME TO records;
     """,
 ]
 

@@ -16,7 +16,7 @@ import pytest
 
 from interlock.adapters import store as store_mod
 from interlock.adapters.cli import EnvironmentProblem
-from interlock.adapters.store import DB_NAME, FIRST_SEQ, MIGRATIONS, SQLiteStore, StoreError
+from interlock.adapters.store import DB_NAME, FIRST_SEQ, MIGRATIONS, RECORD_KINDS, SQLiteStore, StoreError
 from interlock.core.audit import GENESIS, canonical_json, chain_lines, verify_chain
 from interlock.core.ports import IntentLedger
 
@@ -77,6 +77,27 @@ def test_newer_migrations_are_applied_in_order_and_keep_data(tmp_path, monkeypat
         assert s.schema_version == len(MIGRATIONS) + 2
         assert s.conn.execute("SELECT run_id, note, flag FROM notes").fetchall() == [("r1", "added by v2", 3)]
         assert [l["seq"] for l in s.transitions("r1")] == [0, 1, 2]
+
+
+def test_migration_2_keeps_records_and_accepts_every_kind(tmp_path, monkeypatch):
+    """A version-1 store (records.kind under a CHECK without 'event') is rebuilt in place."""
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:1])
+    monkeypatch.setattr(store_mod, "RECORD_KINDS", RECORD_KINDS[:6])
+    with SQLiteStore.open(tmp_path) as s:
+        s.create_run("r1", digests={}, meta={})
+        s.commit_step("r1", transitions=chain(GENESIS, FIRST_SEQ, 2),
+                      records=[("execution", {"n": 1}), ("signal", {"n": 2}), ("execution", {"n": 3})])
+        with pytest.raises(sqlite3.IntegrityError):
+            s.conn.execute("INSERT INTO records VALUES ('r1', 'event', 1, '{}')")
+    monkeypatch.undo()
+    with SQLiteStore.open(tmp_path) as s:
+        assert s.schema_version == len(MIGRATIONS) >= 2
+        assert s.records("r1", "execution") == [{"n": 1}, {"n": 3}] and s.records("r1", "signal") == [{"n": 2}]
+        s.commit_step("r1", records=[("event", {"e": 1}), ("execution", {"n": 4})])
+        assert s.records("r1", "event") == [{"e": 1}]
+        assert [r["n"] for r in s.records("r1", "execution")] == [1, 3, 4]
+        assert s.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_a_failing_migration_leaves_the_store_at_its_old_version(tmp_path, monkeypatch):
