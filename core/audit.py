@@ -233,3 +233,9 @@ def verify_log_bytes(data: bytes, head: tuple[int, str] | None = None) -> ChainC
 def log_text(chained: Sequence[dict[str, Any]]) -> str:
     """The JSONL text of a chained log: one canonical line each, newline-terminated."""
     return "".join(canonical_json(rec) + "\n" for rec in chained)
+
+
+__all__ = [
+    "GENESIS", "TRANSITION_FIELDS", "ChainCheck", "canonical_json", "chain_head", "chain_lines",
+    "link_hash", "log_text", "transition_line", "verify_chain", "verify_log_bytes",
+]

@@ -307,3 +307,6 @@ def render_output_schemas() -> dict[str, str]:
         OUTPUT_FILES[name]: json.dumps(schema, indent=2, sort_keys=True) + "\n"
         for name, schema in output_schemas().items()
     }
+
+
+__all__ = ["OUTPUT_FILES", "METRIC_NAMES", "RATE_METRICS", "output_schemas", "render_output_schemas"]

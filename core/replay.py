@@ -165,3 +165,9 @@ def parse_jsonl(lines: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
         else:
             problems.append(f"line {i}: not a JSON object")
     return records, problems
+
+
+__all__ = [
+    "CALL_EDGES", "SYSTEM_EDGES", "ReplayResult", "compare_metrics", "compare_with_summary",
+    "parse_jsonl", "replay_states",
+]
