@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -117,8 +118,9 @@ def _cattrs_problems(exc: BaseException, path: tuple[Any, ...], file: str) -> li
                     break
             out.extend(_cattrs_problems(sub, step, file))
         return out
-    if isinstance(exc, KeyError):
-        return [Problem(file, pointer((*path, *exc.args[:1])), "missing required field")]
+    if isinstance(exc, KeyError):  # the note already named the attribute
+        missing = path if path and exc.args and path[-1] == exc.args[0] else (*path, *exc.args[:1])
+        return [Problem(file, pointer(missing), "missing required field")]
     return [Problem(file, pointer(path), str(exc))]
 
 
@@ -190,15 +192,21 @@ def _meta_validator() -> Any:
 
 
 def _input_schema_problems(schema: dict, file: str, at: tuple[Any, ...]) -> list[Problem]:
-    out = []
+    found = _metaschema_errors(json.dumps(schema, sort_keys=True))
+    return [Problem(file, pointer((*at, *path)), message) for path, message in found]
+
+
+@functools.lru_cache(maxsize=512)
+def _metaschema_errors(canonical: str) -> tuple[tuple[tuple[Any, ...], str], ...]:
+    """(path, message) per metaschema error. Cached by content: checking one schema
+    against the 2020-12 metaschema costs ~20 ms ($dynamicRef), and catalogs are
+    reloaded with the same schemas again and again."""
     try:
-        errors = list(_meta_validator().iter_errors(schema))
+        errors = list(_meta_validator().iter_errors(json.loads(canonical)))
     except Exception as exc:  # noqa: BLE001 - a hostile schema must become a problem, never a crash
-        return [Problem(file, pointer(at), f"not a usable JSON Schema (draft 2020-12): {exc}")]
-    for err in errors:
-        out.append(Problem(file, pointer((*at, *err.absolute_path)),
-                           f"not a valid JSON Schema (draft 2020-12): {err.message}"))
-    return out
+        return (((), f"not a usable JSON Schema (draft 2020-12): {exc}"),)
+    return tuple((tuple(err.absolute_path), f"not a valid JSON Schema (draft 2020-12): {err.message}")
+                 for err in errors)
 
 
 #: ``{name}`` placeholders in resource and rollback templates.
@@ -296,40 +304,45 @@ def _plan_rules(doc: dict, file: str, catalog: Catalog | None) -> list[Problem]:
                 continue
             args = step.get("args", {})
             if contract.input_schema is not None and isinstance(args, dict):
-                out += _args_problems(contract.name, contract.input_schema, args, validators,
-                                      file, (*at, "args"))
+                found = _args_problems(contract.name, contract.input_schema, args, validators,
+                                       file, (*at, "args"))
+                if found and "args" not in step:  # point at the key that is missing, with what it needs
+                    found = [Problem(file, pointer((*at, "args")),
+                                     f"missing args; the input_schema of tool {contract.name!r} does not "
+                                     f"accept none ({'; '.join(p.message for p in found)})")]
+                out += found
     return out
 
 
 def _args_problems(tool: str, schema: dict, args: dict, cache: dict[str, Any], file: str,
                    at: tuple[Any, ...]) -> list[Problem]:
     if tool not in cache:
-        cache[tool] = jsonschema.Draft202012Validator(schema)
+        try:
+            cache[tool] = schemas.Checker(schema)
+        except schemas.Unsupported:  # keywords beyond the compiled subset: the reference implementation
+            cache[tool] = jsonschema.Draft202012Validator(schema)
+    check = cache[tool]
     try:
-        errors = sorted(cache[tool].iter_errors(args), key=lambda e: list(map(str, e.absolute_path)))
+        if isinstance(check, schemas.Checker):
+            return [_arg_problem(tool, e, file, at) for e in check.errors(args)]
+        errors = sorted(check.iter_errors(args), key=lambda e: list(map(str, e.absolute_path)))
     except Exception as exc:  # noqa: BLE001 - the schema is user data: unresolvable $ref, recursion...
         return [Problem(file, pointer(at),
-                        f"cannot check args: the input_schema of tool {tool!r} is unusable ({exc})")]
-    out = []
-    for err in errors:
-        path = (*at, *err.absolute_path)
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict) \
-                and isinstance(err.schema.get("properties", {}), dict) and not err.schema.get("patternProperties"):
-            known = sorted(err.schema.get("properties", {}))
-            for key in sorted(k for k in err.instance if k not in known):
-                out.append(Problem(file, pointer((*path, key)),
-                                   unknown_key_message(key, known, "argument", f"for tool {tool!r}")))
-            continue
-        if err.validator == "required":
-            missing = [n for n in err.validator_value if isinstance(err.instance, dict) and n not in err.instance]
-            for name in missing:
-                out.append(Problem(file, pointer((*path, name)),
-                                   f"missing argument {name!r} required by the input_schema of tool {tool!r}"))
-            if missing:
-                continue
-        out.append(Problem(file, pointer(path),
-                           f"args do not match the input_schema of tool {tool!r}: {err.message}"))
-    return out
+                        f"cannot check args: the input_schema of tool {tool!r} is unusable ({exc!r})")]
+    return [Problem(file, pointer((*at, *err.absolute_path)),
+                    f"args do not match the input_schema of tool {tool!r}: {err.message}") for err in errors]
+
+
+def _arg_problem(tool: str, e: schemas.SchemaError, file: str, at: tuple[Any, ...]) -> Problem:
+    if e.keyword == "required":
+        return Problem(file, pointer((*at, *e.where)),
+                       f"missing argument {e.detail!r} required by the input_schema of tool {tool!r}")
+    if e.keyword == "additionalProperties":
+        known = sorted(e.schema.get("properties", {}))
+        what = "argument" if not e.path[:-1] else "key"
+        return Problem(file, pointer((*at, *e.path)),
+                       unknown_key_message(e.detail, known, what, f"for tool {tool!r}"))
+    return Problem(file, pointer((*at, *e.path)), f"{e.message()} (input_schema of tool {tool!r})")
 
 
 # --------------------------------------------------------------------------
@@ -468,7 +481,10 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 def _position(p: Problem) -> tuple:
     """Document order: numeric indexes compare as numbers."""
     tokens = p.pointer.split("/")[1:] if p.pointer else []
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in tokens)
+    return tuple((0, int(t), "") if _INDEX.fullmatch(t) else (1, 0, t) for t in tokens)
+
+
+_INDEX = re.compile(r"[0-9]+")
 
 
 def _items(value: Any) -> Iterator[tuple[int, Any]]:

@@ -1,19 +1,20 @@
-"""JSON Schemas of the three input files, generated from the attrs model.
+"""JSON Schemas of the three input files, generated from the attrs model, and
+the checker that applies them with messages a user can act on.
 
 The schemas are derived from ``interlock.core.model`` (field names, types,
 defaults) plus one table of constraints the types cannot say (ranges, allowed
 words, required keys). Because they are generated, they cannot drift from the
-model; ``interlock.core.convert`` checks every document against them with
-:func:`prelude_problems` and :func:`schema_problems` before it applies the rules that need more than one
-field, so the published files in ``specs/schemas/`` are exactly what the
-loader enforces at the structural level.
+model; ``interlock.core.convert`` checks every document against them
+(:func:`prelude_problems`, then :func:`schema_problems`) before it applies the
+rules that need more than one field, so the published files in
+``specs/schemas/`` are exactly what the loader enforces at the structural level.
 
 Two deliberate strictnesses beyond plain JSON Schema, both "never coerce":
 an integer field takes only integers (``2.0`` is refused), and a document must
 be JSON data (no NaN or infinity, string keys only, no YAML dates, bytes or
-sets). The published schemas state the first as ``"type": "integer"``; a
-generic validator is therefore slightly more lenient than the loader, never
-stricter (``tests/property/test_loading_fuzz.py`` checks that direction).
+sets). A generic validator of the published files is therefore slightly more
+lenient than the loader, never stricter (``tests/property/test_loading_fuzz.py``
+checks that direction, and that :class:`Checker` agrees with jsonschema).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ import difflib
 import enum
 import functools
 import math
+import re
 import types
 import typing
 from typing import Any
 
 import attrs
-import jsonschema
 
 from interlock.core import model
 from interlock.core.errors import Problem
@@ -259,20 +260,6 @@ def _enum_word(member: enum.Enum) -> str:
 # --------------------------------------------------------------------------
 
 
-def _is_strict_int(checker: Any, instance: Any) -> bool:
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-_STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_int)
-_StrictValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)
-
-
-@functools.cache
-def _validator(kind: str) -> Any:
-    return _StrictValidator(input_schemas()[_KIND_FILE[kind]])
-
-
 def pointer(path: typing.Iterable[Any]) -> str:
     """RFC 6901 JSON pointer of a path of keys and indexes."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
@@ -289,10 +276,10 @@ def prelude_problems(doc: Any, file: str) -> list[Problem]:
         return [Problem(file, "", f"expected a mapping at the top level, got {describe_value(doc)}")]
     if "schema_version" in doc:
         version = doc["schema_version"]
-        if _is_strict_int(None, version) and version != SCHEMA_VERSION:
+        if _is_int(version) and version != SCHEMA_VERSION:
             return [Problem(file, "/schema_version",
                             f"unsupported schema_version {version}; this interlock reads {SCHEMA_VERSION}")]
-        if not _is_strict_int(None, version):
+        if not _is_int(version):
             return [Problem(file, "/schema_version",
                             f"expected schema_version {SCHEMA_VERSION} (an integer), got "
                             f"{describe_value(version)}; this interlock reads {SCHEMA_VERSION}")]
@@ -302,92 +289,81 @@ def prelude_problems(doc: Any, file: str) -> list[Problem]:
 def schema_problems(doc: dict, kind: str, file: str) -> list[Problem]:
     """Everything the schema of ``kind`` (catalog, plans or policy) finds wrong with
     ``doc`` (which passed :func:`prelude_problems`), in words a user can act on."""
-    out: list[Problem] = []
-    for err in _validator(kind).iter_errors(doc):
-        out.extend(_translate(err, file))
-    return out
+    return [Problem(file, pointer(e.where), e.message()) for e in _checker(kind).errors(doc)]
+
+
+@functools.cache
+def _checker(kind: str) -> Checker:
+    return Checker(input_schemas()[_KIND_FILE[kind]], strict_int=True)
 
 
 def json_data_problems(doc: Any, file: str, base: tuple[Any, ...] = ()) -> list[Problem]:
     """Values that are not JSON data: NaN/infinity, non-string keys, YAML dates,
     bytes, sets, recursive structures, nesting deeper than MAX_DEPTH.
 
-    Iterative (no recursion) so that a hostile document cannot exhaust the stack.
+    Iterative (no recursion) so that a hostile document cannot exhaust the
+    stack; paths are built only for problems, so a large file costs little.
     """
     problems: list[Problem] = []
-    stack: list[tuple[Any, tuple[Any, ...], frozenset[int]]] = [(doc, base, frozenset())]
+    path: list[Any] = []  # keys of the containers we are inside (not the root)
+    on_path: set[int] = set()
+    stack: list[tuple[Any, Any]] = [(doc, _ROOT)]
+
+    def where(key: Any) -> str:
+        return pointer((*base, *path) if key is _ROOT else (*base, *path, key))
+
     while stack:
-        value, path, ancestors = stack.pop()
+        value, key = stack.pop()
+        if value is _EXIT:
+            on_path.discard(key)
+            if path and key is not _ROOT_ID:
+                path.pop()
+            continue
+        t = type(value)
+        if t is str or t is bool or t is int or value is None:
+            continue
+        if t is float:
+            if not math.isfinite(value):
+                problems.append(Problem(file, where(key),
+                                        f"expected a finite number, got {value!r} (not valid JSON)"))
+            continue
         if isinstance(value, (dict, list)):
-            if id(value) in ancestors:
-                problems.append(Problem(file, pointer(path),
+            vid = id(value)
+            if vid in on_path:
+                problems.append(Problem(file, where(key),
                                         "recursive structure (a YAML alias that contains itself); "
                                         "expected plain JSON data"))
                 continue
-            if len(path) - len(base) >= MAX_DEPTH:
-                problems.append(Problem(file, pointer(path),
+            if len(path) + (key is not _ROOT) >= MAX_DEPTH:
+                problems.append(Problem(file, where(key),
                                         f"nested more than {MAX_DEPTH} levels deep; expected flatter data"))
                 continue
-            inner = ancestors | {id(value)}
+            on_path.add(vid)
+            stack.append((_EXIT, vid if key is not _ROOT else _ROOT_ID))
+            if key is not _ROOT:
+                path.append(key)
             if isinstance(value, dict):
-                items = list(value.items())
-                for k, v in reversed(items):
-                    if not isinstance(k, str):
-                        problems.append(Problem(file, pointer((*path, k)),
+                for k in reversed(list(value)):
+                    if isinstance(k, str):
+                        stack.append((value[k], k))
+                    else:
+                        problems.append(Problem(file, where(k),
                                                 f"mapping key {k!r} ({type(k).__name__}) is not a "
                                                 "string; expected a string key (quote it)"))
-                        continue
-                    stack.append((v, (*path, k), inner))
             else:
-                for i in range(len(value) - 1, -1, -1):
-                    stack.append((value[i], (*path, i), inner))
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                problems.append(Problem(file, pointer(path),
-                                        f"expected a finite number, got {value!r} (not valid JSON)"))
-        elif value is None or isinstance(value, (str, int, bool)):
+                stack.extend((value[i], i) for i in range(len(value) - 1, -1, -1))
+        elif isinstance(value, (str, int, bool)):
             continue
         else:
-            problems.append(Problem(file, pointer(path),
+            problems.append(Problem(file, where(key),
                                     f"expected JSON data (string, number, boolean, null, list or "
                                     f"mapping), got {describe_value(value)}; quote it if it is text"))
     return problems
 
 
-def _translate(err: Any, file: str) -> list[Problem]:
-    path = tuple(err.absolute_path)
-    where = pointer(path)
-    kw, schema, inst = err.validator, err.schema, err.instance
-    if kw == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        out = []
-        for key in sorted(k for k in inst if k not in schema.get("properties", {})):
-            out.append(Problem(file, pointer((*path, key)), unknown_key_message(key, allowed)))
-        return out
-    if kw == "required":
-        out = []
-        for name in err.validator_value:
-            if name not in inst:
-                expected = describe_schema(schema.get("properties", {}).get(name, {}))
-                out.append(Problem(file, pointer((*path, name)),
-                                   f"missing required field {name!r} (expected {expected})"))
-        return out
-    if kw == "type":
-        msg = f"expected {describe_schema(schema)}, got {describe_value(inst)}"
-        return [Problem(file, where, msg + _quote_hint(inst, schema))]
-    if kw == "uniqueItems":
-        seen: list[Any] = []
-        for i, item in enumerate(inst):
-            if item in seen:
-                return [Problem(file, pointer((*path, i)),
-                                f"{describe_value(item)} is listed twice; expected each value once")]
-            seen.append(item)
-    if kw == "minLength" and err.validator_value == 1:
-        return [Problem(file, where, "must not be empty")]
-    if kw == "pattern" and err.validator_value == _NAME["pattern"]:
-        return [Problem(file, where, f"{inst!r} contains '/'; expected a name without '/' "
-                                     "('/' separates plan and step in references)")]
-    return [Problem(file, where, f"expected {describe_schema(schema)}, got {describe_value(inst)}")]
+_ROOT = object()  # the key of the document itself
+_ROOT_ID = object()  # exit marker of the root: nothing to pop
+_EXIT = object()
 
 
 def unknown_key_message(key: str, allowed: typing.Sequence[str], what: str = "key",
@@ -433,6 +409,8 @@ _NOUNS = {"string": "a string", "integer": "an integer", "number": "a number",
 
 def describe_schema(schema: dict) -> str:
     """A short English phrase for what a schema accepts ("a number between 0 and 1")."""
+    if not isinstance(schema, dict):
+        return "any JSON value" if schema is True else "no value at all"
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:
@@ -453,7 +431,7 @@ def describe_schema(schema: dict) -> str:
                 phrase = "a non-empty string"
             if schema.get("pattern") == _NAME["pattern"]:
                 phrase += " without '/'"
-        elif name == "array" and "items" in schema:
+        elif name == "array" and isinstance(schema.get("items"), dict):
             item = schema["items"]
             if "enum" in item:
                 phrase += f" of: {', '.join(map(str, item['enum']))}"
@@ -465,7 +443,10 @@ def describe_schema(schema: dict) -> str:
 
 def _range_phrase(schema: dict) -> str:
     lo, hi = schema.get("minimum"), schema.get("maximum")
-    xlo = schema.get("exclusiveMinimum")
+    xlo, xhi = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
+    if xhi is not None:
+        low = f" >= {lo} and" if lo is not None else f" > {xlo} and" if xlo is not None else ""
+        return f"{low} < {xhi}"
     if lo is not None and hi is not None:
         return f" between {lo} and {hi}"
     if xlo is not None and hi is not None:
@@ -495,3 +476,301 @@ def describe_value(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"a value of type {type(value).__name__}"
+
+
+# --------------------------------------------------------------------------
+# A compiled checker for the JSON Schema subset these files (and most tool
+# input schemas) use. jsonschema spends ~90 us on a small object ($ref and
+# evolve machinery); a 100k-step plans file would take minutes. Compiled
+# closures take a few us, and the messages are ours. Schemas with keywords
+# outside the subset raise Unsupported: callers then use jsonschema itself.
+# tests/property/test_loading_fuzz.py checks the verdicts agree with jsonschema.
+# --------------------------------------------------------------------------
+
+#: Keywords that only annotate: they never change a verdict.
+_ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "$schema",
+                          "$defs", "deprecated", "readOnly", "writeOnly", "format"})
+_KEYWORDS = frozenset({"type", "enum", "const", "properties", "required", "additionalProperties",
+                       "items", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                       "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems",
+                       "$ref"}) | _ANNOTATIONS
+
+
+class Unsupported(Exception):
+    """The schema uses something the compiled checker does not implement."""
+
+
+@attrs.frozen
+class SchemaError:
+    """One failed keyword: where, which keyword, the schema node and the value."""
+
+    path: tuple[Any, ...]
+    keyword: str
+    schema: Any
+    instance: Any
+    detail: Any = None  # required: the missing name; additionalProperties: the extra key
+
+    @property
+    def where(self) -> tuple[Any, ...]:
+        """The path a user should look at: for a missing key, the key itself."""
+        return (*self.path, self.detail) if self.keyword == "required" else self.path
+
+    def message(self) -> str:
+        return _message(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1, 1 equals 1.0, containers compare deeply."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if _is_number(a) and _is_number(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+_Check = typing.Callable[[Any, tuple, list], None]
+
+
+class Checker:
+    """``Checker(schema).errors(value)``: every failed keyword, in document order.
+
+    ``strict_int``: an integer must be a Python int (the input files: never
+    coerce). Without it, 2.0 is an integer, as JSON Schema says (tool input
+    schemas are checked by the standard's rules).
+    """
+
+    def __init__(self, schema: Any, *, strict_int: bool = False) -> None:
+        self._root = schema
+        self._strict = strict_int
+        self._refs: dict[str, _Check] = {}
+        self._check = self._compile(schema)
+
+    def errors(self, value: Any) -> list[SchemaError]:
+        out: list[SchemaError] = []
+        self._check(value, (), out)
+        return out
+
+    # -- compilation ---------------------------------------------------------
+
+    def _compile(self, node: Any) -> _Check:
+        if node is True or node == {}:
+            return _accept
+        if node is False:
+            return lambda v, p, out: out.append(SchemaError(p, "false", node, v))
+        if not isinstance(node, dict):
+            raise Unsupported(f"schema node {node!r}")
+        unknown = set(node) - _KEYWORDS
+        if unknown:
+            raise Unsupported(", ".join(sorted(unknown)))
+        checks: list[_Check] = []
+        if "$ref" in node:
+            checks.append(self._ref(node["$ref"]))
+        for kw in ("enum", "const"):
+            if kw in node:
+                checks.append(_equality(kw, node))
+        if "properties" in node or "required" in node or "additionalProperties" in node:
+            checks.append(self._object(node))
+        if "items" in node or "uniqueItems" in node or "minItems" in node or "maxItems" in node:
+            checks.append(self._array(node))
+        if any(k in node for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
+            checks.append(_range(node))
+        if any(k in node for k in ("minLength", "maxLength", "pattern")):
+            checks.append(_string(node))
+        type_ok = self._type(node.get("type"))
+        if type_ok is None and len(checks) == 1:
+            return checks[0]
+
+        def check(value: Any, path: tuple, out: list) -> None:
+            if type_ok is not None and not type_ok(value):
+                out.append(SchemaError(path, "type", node, value))
+                return  # one mistake, one problem: the other keywords would only repeat it
+            for c in checks:
+                c(value, path, out)
+
+        return check
+
+    def _type(self, spec: Any) -> typing.Callable[[Any], bool] | None:
+        if spec is None:
+            return None
+        names = [spec] if isinstance(spec, str) else list(spec)
+        tests = []
+        for name in names:
+            if name == "integer" and not self._strict:
+                tests.append(lambda v: _is_int(v) or (isinstance(v, float) and v.is_integer()))
+            elif name in _TYPE_TESTS:
+                tests.append(_TYPE_TESTS[name])
+            else:
+                raise Unsupported(f"type {name!r}")
+        if len(tests) == 1:
+            return tests[0]
+        if len(tests) == 2:
+            a, b = tests
+            return lambda v: a(v) or b(v)
+        return lambda v: any(t(v) for t in tests)
+
+    def _ref(self, ref: Any) -> _Check:
+        if not (isinstance(ref, str) and ref.startswith("#/$defs/") and "/" not in ref[8:] and "~" not in ref):
+            raise Unsupported(f"$ref {ref!r}")
+        if any(k in self._root for k in ("$id", "$anchor", "$dynamicAnchor")):
+            raise Unsupported("$ref with $id")
+        name = ref[8:]
+        if ref not in self._refs:
+            target = self._root.get("$defs", {}).get(name) if isinstance(self._root, dict) else None
+            if target is None:
+                raise Unsupported(f"unresolvable $ref {ref!r}")
+            cell: list[_Check] = []
+            self._refs[ref] = lambda v, p, out: cell[0](v, p, out)  # recursive definitions
+            cell.append(self._compile(target))
+        return self._refs[ref]
+
+    def _object(self, node: dict) -> _Check:
+        props = {k: self._compile(v) for k, v in node.get("properties", {}).items()}
+        required = list(node.get("required", []))
+        extra = node.get("additionalProperties", True)
+        extra_check = None if extra is False else self._compile(extra)
+
+        def check(value: Any, path: tuple, out: list) -> None:
+            if not isinstance(value, dict):
+                return
+            for name in required:
+                if name not in value:
+                    out.append(SchemaError(path, "required", node, value, name))
+            for key, item in value.items():
+                sub = props.get(key)
+                if sub is not None:
+                    sub(item, (*path, key), out)
+                elif extra_check is None:
+                    out.append(SchemaError((*path, key), "additionalProperties", node, item, key))
+                elif extra_check is not _accept:
+                    extra_check(item, (*path, key), out)
+
+        return check
+
+    def _array(self, node: dict) -> _Check:
+        items = self._compile(node.get("items", True))
+        unique = node.get("uniqueItems", False)
+        lo, hi = node.get("minItems"), node.get("maxItems")
+
+        def check(value: Any, path: tuple, out: list) -> None:
+            if not isinstance(value, list):
+                return
+            if lo is not None and len(value) < lo:
+                out.append(SchemaError(path, "minItems", node, value))
+            if hi is not None and len(value) > hi:
+                out.append(SchemaError(path, "maxItems", node, value))
+            if unique:
+                for i in range(1, len(value)):
+                    if any(_json_equal(value[i], value[j]) for j in range(i)):
+                        out.append(SchemaError((*path, i), "uniqueItems", node, value[i]))
+                        break
+            if items is not _accept:
+                for i, item in enumerate(value):
+                    items(item, (*path, i), out)
+
+        return check
+
+
+def _accept(value: Any, path: tuple, out: list) -> None:
+    return None
+
+
+_TYPE_TESTS: dict[str, typing.Callable[[Any], bool]] = {
+    "integer": _is_int,
+    "number": _is_number,
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "null": lambda v: v is None,
+}
+
+
+def _equality(kw: str, node: dict) -> _Check:
+    allowed = node[kw] if kw == "enum" else [node[kw]]
+    if not isinstance(allowed, list):
+        raise Unsupported(f"{kw} {allowed!r}")
+
+    def check(value: Any, path: tuple, out: list) -> None:
+        if not any(_json_equal(value, a) for a in allowed):
+            out.append(SchemaError(path, kw, node, value))
+
+    return check
+
+
+def _range(node: dict) -> _Check:
+    bounds = [(kw, node[kw]) for kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+              if kw in node]
+    if not all(_is_number(b) for _, b in bounds):
+        raise Unsupported("non-numeric bound")
+    fails = {"minimum": lambda v, b: v < b, "maximum": lambda v, b: v > b,
+             "exclusiveMinimum": lambda v, b: v <= b, "exclusiveMaximum": lambda v, b: v >= b}
+
+    def check(value: Any, path: tuple, out: list) -> None:
+        if _is_number(value):
+            for kw, b in bounds:
+                if fails[kw](value, b):
+                    out.append(SchemaError(path, kw, node, value))
+                    return
+
+    return check
+
+
+def _string(node: dict) -> _Check:
+    lo, hi = node.get("minLength"), node.get("maxLength")
+    try:
+        rx = re.compile(node["pattern"]) if "pattern" in node else None
+    except (re.error, TypeError) as exc:
+        raise Unsupported(f"pattern: {exc}") from None
+
+    def check(value: Any, path: tuple, out: list) -> None:
+        if not isinstance(value, str):
+            return
+        if lo is not None and len(value) < lo:
+            out.append(SchemaError(path, "minLength", node, value))
+        elif hi is not None and len(value) > hi:
+            out.append(SchemaError(path, "maxLength", node, value))
+        if rx is not None and not rx.search(value):
+            out.append(SchemaError(path, "pattern", node, value))
+
+    return check
+
+
+def _message(e: SchemaError) -> str:
+    kw, node, inst = e.keyword, e.schema, e.instance
+    if kw == "additionalProperties":
+        return unknown_key_message(e.detail, sorted(node.get("properties", {})))
+    if kw == "required":
+        expected = describe_schema(node.get("properties", {}).get(e.detail, {}))
+        return f"missing required field {e.detail!r} (expected {expected})"
+    if kw == "type":
+        return f"expected {describe_schema(node)}, got {describe_value(inst)}{_quote_hint(inst, node)}"
+    if kw == "uniqueItems":
+        return f"{describe_value(inst)} is listed twice; expected each value once"
+    if kw == "minLength":
+        if node["minLength"] == 1:
+            return "must not be empty"
+        return f"expected at least {node['minLength']} characters, got {len(inst)}"
+    if kw == "maxLength":
+        return f"expected at most {node['maxLength']} characters, got {len(inst)}"
+    if kw == "pattern":
+        if node["pattern"] == _NAME["pattern"]:
+            return f"{inst!r} contains '/'; expected a name without '/' ('/' separates plan and step in references)"
+        return f"expected a string matching {node['pattern']!r}, got {describe_value(inst)}"
+    if kw in ("minItems", "maxItems"):
+        word = "at least" if kw == "minItems" else "at most"
+        return f"expected {word} {node[kw]} items, got {len(inst)}"
+    if kw == "false":
+        return "no value is allowed here"
+    return f"expected {describe_schema(node)}, got {describe_value(inst)}"
