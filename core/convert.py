@@ -26,7 +26,6 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import attrs
 import cattrs
 import jsonschema
 from cattrs.errors import (
@@ -75,7 +74,16 @@ _strict(bool, lambda v: isinstance(v, bool), lambda v: v)
 _strict(int, lambda v: isinstance(v, int) and not isinstance(v, bool), lambda v: v)
 _strict(float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float)
 
-_conv.register_structure_hook(Mode, lambda v, _: Mode.from_label(v))
+_MODE_LABELS = frozenset(m.label for m in Mode)
+
+
+def _mode(value: Any, _: Any) -> Mode:
+    if not (isinstance(value, str) and value in _MODE_LABELS):
+        raise ValueError(f"expected one of: mock, dry_run, live, got {describe_value(value)}")
+    return Mode.from_label(value)
+
+
+_conv.register_structure_hook(Mode, _mode)
 _conv.register_unstructure_hook(Mode, lambda m: m.label)
 _conv.register_unstructure_hook(enum.Enum, lambda e: e.value)
 # Tuples met at run time (inside ``Any`` fields) become lists like typed ones do.
@@ -161,7 +169,7 @@ def _catalog_rules(doc: dict, file: str) -> list[Problem]:
             out.append(Problem(file, pointer((*at, "rollback")),
                                "missing: reversible: true requires a rollback {tool, args} "
                                "(the compensating call that undoes this one)"))
-        if rollback is not None and t.get("reversible") is not True:
+        if rollback is not None and t.get("reversible", False) is False:
             out.append(Problem(file, pointer((*at, "rollback")),
                                "rollback given but reversible is not true; set reversible: true "
                                "or remove the rollback (only reversible tools are rolled back)"))
@@ -380,8 +388,8 @@ def structure_policy(doc: Any, file: str, catalog: Catalog | None = None) -> Pol
                                         f"dry_run {o['dry_run']} is above live {o['live']}; expected "
                                         "dry_run <= live (LIVE is the more powerful mode)"))
     problems += _threshold_problems(merged.get("thresholds"), doc.get("thresholds"), file, sound)
-    required = merged.get("approval", {}).get("required_for") if isinstance(merged.get("approval"), dict) else None
-    if isinstance(required, list):
+    if sound("/approval/required_for"):
+        required = merged["approval"]["required_for"]
         for risk in Risk:
             higher = [r.value for r in Risk if r > risk and r.value not in required]
             if risk.value in required and higher:

@@ -574,6 +574,7 @@ class Checker:
         unknown = set(node) - _KEYWORDS
         if unknown:
             raise Unsupported(", ".join(sorted(unknown)))
+        _well_formed(node)
         checks: list[_Check] = []
         if "$ref" in node:
             checks.append(self._ref(node["$ref"]))
@@ -680,6 +681,27 @@ class Checker:
                     items(item, (*path, i), out)
 
         return check
+
+
+def _well_formed(node: dict) -> None:
+    """Keyword values of the shapes the metaschema allows; anything else is left
+    to jsonschema (which reports or refuses it in its own way)."""
+    def count(v: Any) -> bool:
+        return _is_int(v) and v >= 0
+
+    shapes: dict[str, typing.Callable[[Any], bool]] = {
+        "type": lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        "properties": lambda v: isinstance(v, dict),
+        "required": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "additionalProperties": lambda v: isinstance(v, (bool, dict)),
+        "items": lambda v: isinstance(v, (bool, dict)),
+        "uniqueItems": lambda v: isinstance(v, bool),
+        "pattern": lambda v: isinstance(v, str),
+        "minLength": count, "maxLength": count, "minItems": count, "maxItems": count,
+    }
+    for kw, ok in shapes.items():
+        if kw in node and not ok(node[kw]):
+            raise Unsupported(f"{kw}: {node[kw]!r}")
 
 
 def _accept(value: Any, path: tuple, out: list) -> None:

@@ -244,3 +244,7 @@ def test_deep_nesting_is_rejected_before_anything_recurses():
 
 def test_top_level_must_be_a_mapping():
     only([1], "", "expected a mapping at the top level", "a list")
+
+
+def test_one_mistake_one_problem_for_a_mistyped_reversible():
+    only(cat(tool(name="a", reversible="yes", rollback={"tool": "a"})), "/tools/0/reversible", "true or false")

@@ -197,3 +197,7 @@ def test_several_policy_problems_together():
 
 def test_policy_not_a_mapping():
     only(["allow_live"], "", "expected a mapping at the top level")
+
+
+def test_one_mistake_one_problem_for_a_typo_in_required_for():
+    only({"approval": {"required_for": ["medium", "hgh"]}}, "/approval/required_for/1", "low, medium, high")

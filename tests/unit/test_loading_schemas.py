@@ -178,3 +178,40 @@ def test_structure_refuses_coercion_with_pointers():
     with pytest.raises(LoadError):
         structure({"dry_run": True, "live": 1}, model.Threshold)
     assert structure({"dry_run": 0, "live": 1}, model.Threshold) == model.Threshold(0.0, 1.0)
+
+
+def test_mode_is_written_and_read_by_its_label():
+    from interlock.core.commands import Execute
+
+    cmd = Execute(call_id="p/s", tool="t", args={"a": [1]}, mode=model.Mode.DRY_RUN, attempt=1, timeout_s=3.0)
+    data = unstructure(cmd)
+    assert data["mode"] == "dry_run"
+    assert structure(data, Execute) == cmd
+    for bad in (1, "DRY_RUN", "dry-run"):
+        with pytest.raises(LoadError) as info:
+            structure({**data, "mode": bad}, Execute)
+        assert [p.pointer for p in info.value.problems] == ["/mode"]
+
+
+@pytest.mark.parametrize("schema", [
+    {"required": "path"}, {"properties": []}, {"minLength": -1}, {"items": [{}]}, {"type": 3},
+    {"anyOf": [{}]}, {"$ref": "#"}, {"pattern": "(["},
+])
+def test_checker_leaves_what_it_does_not_implement_to_jsonschema(schema):
+    from interlock.core.schemas import Checker, Unsupported
+
+    with pytest.raises(Unsupported):
+        Checker(schema)
+
+
+def test_args_with_a_schema_beyond_the_subset_use_jsonschema():
+    cat = structure_catalog({"schema_version": 1, "tools": [{"name": "x", "risk": "low", "input_schema": {
+        "type": "object", "properties": {"n": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}}}]}, "c")
+    ok = {"schema_version": 1, "plans": [{"plan_id": "p", "agent_id": "a", "steps": [
+        {"id": "s", "tool": "x", "args": {"n": None}, "confidence": 0.5}]}]}
+    assert structure_plans(ok, "p", cat).plans[0].steps[0].args == {"n": None}
+    ok["plans"][0]["steps"][0]["args"] = {"n": "3"}
+    with pytest.raises(LoadError) as info:
+        structure_plans(ok, "p", cat)
+    (p,) = info.value.problems
+    assert p.pointer == "/plans/0/steps/0/args/n" and "input_schema of tool 'x'" in p.message
