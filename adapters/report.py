@@ -105,6 +105,12 @@ def _read_docs(path: Path, problems: list[Problem]) -> list[tuple[str, Any]]:
     return docs
 
 
+#: Fields the report only prints, as found, and never computes with: a schema
+#: violation there does not make the run unreadable. (``inputs.policy`` is
+#: written as null when the default policy was used.)
+_SHOWN_AS_FOUND: dict[str, tuple[str, ...]] = {"orchestration_summary.json": ("inputs",)}
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read and validate a run directory; ``LoadError`` lists every problem found."""
     from jsonschema import Draft202012Validator
@@ -122,8 +128,11 @@ def load_run(run_dir: str | Path) -> RunData:
     for name in OUTPUTS.names():
         validator = Draft202012Validator(schemas[name])
         docs = _read_docs(run / name, problems)
+        shown_only = _SHOWN_AS_FOUND.get(name, ())
         for where, doc in docs:
             for err in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+                if err.absolute_path and err.absolute_path[0] in shown_only:
+                    continue
                 pointer = "".join(f"/{p}" for p in err.absolute_path)
                 problems.append(Problem(where, pointer, err.message))
         parsed[name] = [doc for _, doc in docs]
@@ -167,11 +176,10 @@ def _inline_svg(svg: str, scope: str, title: str) -> str:
     svg = _XML_PROLOGUE.sub("", svg)
     svg = _METADATA.sub("", svg)
     svg = _COMMENT.sub("", svg)
-    for old in sorted(set(_ID.findall(svg)), key=len, reverse=True):
-        new = f"{scope}-{old}"
-        svg = svg.replace(f'id="{old}"', f'id="{new}"')
-        svg = svg.replace(f"url(#{old})", f"url(#{new})")
-        svg = svg.replace(f'href="#{old}"', f'href="#{new}"')
+    ids = set(_ID.findall(svg))
+    if ids:
+        names = "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
+        svg = re.sub(rf'(\bid="|url\(#|href="#)({names})(?=[")])', lambda m: f"{m.group(1)}{scope}-{m.group(2)}", svg)
     svg = re.sub(r"<svg\b", f'<svg id="{scope}" class="chart" role="img"', svg, count=1)
     svg = re.sub(r'(<svg\b[^>]*?)\s(width|height)="[^"]*"', r"\1", svg, count=1)
     svg = re.sub(r'(<svg\b[^>]*?)\s(width|height)="[^"]*"', r"\1", svg, count=1)
@@ -355,11 +363,37 @@ def _arc_point(p1: tuple[float, float], p2: tuple[float, float], rad: float, t: 
     return a * x1 + b * cx + c * x2, a * y1 + b * cy + c * y2
 
 
+def _clipped_arc(p1: tuple[float, float], p2: tuple[float, float], rad: float,
+                 half1: tuple[float, float], half2: tuple[float, float]) -> list[tuple[float, float]]:
+    """arc3's quadratic Bezier from box centre to box centre, cut to the part
+    outside both boxes (half sizes ``half1``, ``half2``): the three control
+    points of that part. Done here because matplotlib's own patch clipping
+    costs seconds for a few dozen arrows."""
+    (x1, y1), (x2, y2) = p1, p2
+    c = ((x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1))
+    steps = 400
+    pts = [_arc_point(p1, p2, rad, i / steps) for i in range(steps + 1)]
+
+    def inside(p: tuple[float, float], centre: tuple[float, float], half: tuple[float, float]) -> bool:
+        return abs(p[0] - centre[0]) <= half[0] and abs(p[1] - centre[1]) <= half[1]
+
+    i0 = next((i for i, p in enumerate(pts) if not inside(p, p1, half1)), 0)
+    i1 = next((i for i in range(steps, -1, -1) if not inside(pts[i], p2, half2)), steps)
+    t0, t1 = i0 / steps, max(i1, i0) / steps
+
+    def blossom(u: float, v: float) -> tuple[float, float]:
+        a, b, d = (1 - u) * (1 - v), (1 - u) * v + u * (1 - v), u * v
+        return a * x1 + b * c[0] + d * x2, a * y1 + b * c[1] + d * y2
+
+    return [blossom(t0, t0), blossom(t0, t1), blossom(t1, t1)]
+
+
 def _state_graph_matplotlib(charts: _Charts, counts: Counter, finals: dict[str, int]) -> str:
     """The drawing when Graphviz is absent: the machine's states as boxes in
     fixed columns, its transitions as arcs; an arc a call took is labelled
     with how many took it and drawn thicker, the others are faded."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.path import Path
 
     from interlock.core.controller.states import FINAL, INITIAL, RUNNING, TERMINAL
 
@@ -418,10 +452,11 @@ def _state_graph_matplotlib(charts: _Charts, counts: Counter, finals: dict[str, 
             rad, t = _bend(pos[src], pos[dst])
             used = n > 0
             lw = 1.0 + (3.0 * math.log1p(n) / math.log1p(peak) if used and peak else 0.0)
-            arrow = FancyArrowPatch((x1, y1), (x2, y2), patchA=boxes[src], patchB=boxes[dst],
-                                    connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
+            curve = _clipped_arc(pos[src], pos[dst], rad, (widths[src] / 2 + 0.03, h / 2 + 0.03),
+                                 (widths[dst] / 2 + 0.05, h / 2 + 0.05))
+            arrow = FancyArrowPatch(path=Path(curve, [Path.MOVETO, Path.CURVE3, Path.CURVE3]), arrowstyle="-|>",
                                     mutation_scale=10 + 2 * lw, color=COLORS["accent"] if used else COLORS["faint"],
-                                    linewidth=lw, zorder=2 if used else 1, shrinkA=1, shrinkB=1)
+                                    linewidth=lw, zorder=2 if used else 1)
             ax.add_patch(arrow)
             mx, my = _arc_point(pos[src], pos[dst], rad, t)
             if used:
@@ -662,7 +697,7 @@ def build_context(data: RunData, charts: _Charts | None = None) -> dict[str, Any
         "finished": _when(s.get("finished_at")),
         "duration": (f"{s['finished_at'] - s['started_at']:.3f} s"
                      if s.get("finished_at") is not None and s.get("started_at") is not None else "—"),
-        "inputs": [(k, v["path"], v["sha256"][:12]) for k, v in sorted((s.get("inputs") or {}).items()) if v],
+        "inputs": _inputs(s.get("inputs")),
         "kpis": kpis,
         "by_mode": counts.get("by_mode", {}),
         "health_score": health_score,
@@ -691,6 +726,15 @@ def build_context(data: RunData, charts: _Charts | None = None) -> dict[str, Any
         "mode_analysis": signals.get("EXECUTION_MODE_ANALYSIS", []),
         "colors": COLORS,
     }
+
+
+def _inputs(inputs: Any) -> list[tuple[str, str, str]]:
+    """(kind, path, short digest) of each input file named in the summary."""
+    out = []
+    for kind, v in sorted(inputs.items()) if isinstance(inputs, dict) else ():
+        if isinstance(v, dict) and isinstance(v.get("path"), str):
+            out.append((kind, v["path"], str(v.get("sha256") or "")[:12]))
+    return out
 
 
 def _dot(counts: Counter) -> str:
