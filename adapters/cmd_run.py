@@ -46,7 +46,31 @@ def register(subs: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed for a deterministic run id (with --fake-clock)")
     p.add_argument("--run-id", help="use this run id instead of a generated one")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while the run lasts")
+    p.add_argument("--metrics-textfile", metavar="FILE",
+                   help="write Prometheus metrics to FILE when the run ends (node-exporter textfile format)")
+    p.add_argument("--otel", action="store_true",
+                   help="emit OpenTelemetry spans and metrics through the global providers "
+                        "(e.g. under opentelemetry-instrument)")
     p.set_defaults(func=run)
+
+
+def _observers(args: argparse.Namespace) -> tuple:
+    """Observability asked for on the command line (docs/observability.md)."""
+    observers: list = []
+    if args.metrics_port is not None or args.metrics_textfile:
+        from interlock.adapters.prom import PrometheusObserver
+
+        prom = PrometheusObserver(textfile=args.metrics_textfile)
+        if args.metrics_port is not None:
+            prom.serve(args.metrics_port)
+        observers.append(prom)
+    if args.otel:
+        from interlock.adapters.otel import OtelObserver
+
+        observers.append(OtelObserver())
+    return tuple(observers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     rt = Runtime.from_files(
         args.catalog, policy=args.policy, approvals=args.approvals, tools=args.tools,
         live=args.live, fake_clock=args.fake_clock, seed=args.seed, state_dir=args.state_dir,
-        interactive=args.interactive, progress=progress,
+        interactive=args.interactive, progress=progress, observers=_observers(args),
     )
     planset = rt.load_plans(args.plans)
     result = rt.run(planset, out=out, run_id=args.run_id)
