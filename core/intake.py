@@ -37,10 +37,10 @@ they must succeed, I5). The ``idempotency_key`` is the given one, else
 from __future__ import annotations
 
 import hashlib
+import json
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
-from interlock.core.audit import canonical_json
 from interlock.core.calls import Call, IntakeResult
 from interlock.core.conflicts import DependencyProblem, detect
 from interlock.core.errors import TemplateError
@@ -50,12 +50,17 @@ from interlock.core.resources import Template, parse, render_value
 __all__ = ["intake", "default_idempotency_key"]
 
 _NO_LEDGER: Mapping[tuple[str, str], str] = MappingProxyType({})
+#: ``audit.canonical_json``'s settings in one reusable encoder: ``json.dumps``
+#: with options builds a new encoder per call, a third of a key's cost.
+#: tests/unit/test_intake.py checks that both give the same text.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode
 _CYCLE_SHOWN = 12  # call ids shown when naming a long cycle
 
 
 def default_idempotency_key(tool: str, args: Mapping[str, Any]) -> str:
     """sha256 hex of ``tool + "\\n" + canonical JSON of args`` (sorted keys, compact)."""
-    return hashlib.sha256((tool + "\n" + canonical_json(args)).encode("utf-8")).hexdigest()
+    return hashlib.sha256((tool + "\n" + _CANONICAL(args)).encode("utf-8")).hexdigest()
 
 
 def intake(
@@ -73,44 +78,65 @@ def intake(
     return _Intake(plans, catalog, policy, ledger).run()
 
 
-class _Entry:
-    """One step on its way to becoming a Call."""
+_NO_DEPS: tuple[int, ...] = ()
 
-    __slots__ = ("plan", "plan_pos", "step", "call_id", "reasons", "deps")
 
-    def __init__(self, plan: Plan, plan_pos: int, step: Step, cid: str) -> None:
-        self.plan = plan
-        self.plan_pos = plan_pos
-        self.step = step
-        self.call_id = cid
-        self.reasons: list[str] | None = None
-        self.deps: list[int] = []
+class _Deps:
+    """Every call's dependencies (call indices) in CSR form: two flat int lists."""
 
-    def reject(self, reason: str) -> None:
-        if self.reasons is None:
-            self.reasons = [reason]
-        elif reason not in self.reasons:
-            self.reasons.append(reason)
+    __slots__ = ("start", "flat")
+
+    def __init__(self) -> None:
+        self.start = [0]
+        self.flat: list[int] = []
+
+    def add(self, deps: Sequence[int]) -> None:
+        self.flat.extend(deps)
+        self.start.append(len(self.flat))
+
+    def __len__(self) -> int:
+        return len(self.start) - 1
+
+    def __getitem__(self, i: int) -> list[int]:
+        return self.flat[self.start[i]:self.start[i + 1]]
 
 
 class _Intake:
+    """One intake pass. Per-call data live in parallel lists indexed by
+    submission position (no object per step: at 100k calls, per-call
+    containers cost more in cyclic-GC passes than the work itself)."""
+
     def __init__(self, plans: PlanSet, catalog: Catalog, policy: Policy,
                  ledger: Mapping[tuple[str, str], str]) -> None:
         self.plans = plans.plans
         self.catalog = catalog
         self.policy = policy
         self.ledger = ledger
-        self.entries: list[_Entry] = []
+        self.plan_of: list[int] = []  # call -> plan position
+        self.steps: list[Step] = []
+        self.ids: list[str] = []
+        self.deps = _Deps()
+        self.reasons: dict[int, list[str]] = {}
         self.plan_first: dict[str, int] = {}  # plan id -> position of the first plan so named
-        self.plan_steps: list[dict[str, int]] = []  # per plan position: step id -> first call index
+        #: "plan position:step id" -> first call index (one flat dict, not one per plan)
+        self.step_index: dict[str, int] = {}
         self.problems: list[DependencyProblem] = []
+        self._singles: dict[str, tuple[str]] = {}
+
+    def reject(self, i: int, reason: str) -> None:
+        have = self.reasons.get(i)
+        if have is None:
+            self.reasons[i] = [reason]
+        elif reason not in have:
+            have.append(reason)
 
     def run(self) -> IntakeResult:
         self._enumerate()
         self._resolve()
         self._cycles()
         calls = self._calls()
-        rejected = {e.call_id: "; ".join(e.reasons) for e in self.entries if e.reasons}
+        ids = self.ids
+        rejected = {ids[i]: "; ".join(self.reasons[i]) for i in sorted(self.reasons)}
         self._rejected_deps(rejected)
         found = detect(calls, rejected, self.policy, ledger=self.ledger,
                        dependency_problems=self.problems)
@@ -135,96 +161,141 @@ class _Intake:
                     if step.id not in seen:
                         seen.add(step.id)
                         primary.add(call_id(plan.plan_id, step.id))
-        used = set(primary)
-        entries = self.entries
+        used = primary
+        plan_of, all_steps, ids = self.plan_of, self.steps, self.ids
         for pi, plan in enumerate(self.plans):
             repeated_plan = self.plan_first[plan.plan_id] != pi
-            steps: dict[str, int] = {}
-            self.plan_steps.append(steps)
+            steps = self.step_index
             for step in plan.steps:
-                i = len(entries)
+                i = len(ids)
                 cid = call_id(plan.plan_id, step.id)
-                repeated_step = step.id in steps
+                where = f"{pi}:{step.id}"
+                repeated_step = where in steps
                 if not repeated_step:
-                    steps[step.id] = i
+                    steps[where] = i
                 if repeated_plan or repeated_step:
                     n = 2
                     while f"{cid}#{n}" in used:
                         n += 1
                     cid = f"{cid}#{n}"
                     used.add(cid)
-                e = _Entry(plan, pi, step, cid)
+                plan_of.append(pi)
+                all_steps.append(step)
+                ids.append(cid)
                 if repeated_plan:
                     first = self.plan_first[plan.plan_id]
-                    e.reject(f"duplicate plan id '{plan.plan_id}': plan #{pi + 1} in the file "
-                             f"repeats plan #{first + 1}")
+                    self.reject(i, f"duplicate plan id '{plan.plan_id}': plan #{pi + 1} in the file "
+                                   f"repeats plan #{first + 1}")
                 if repeated_step:
-                    e.reject(f"duplicate step id '{step.id}' in plan '{plan.plan_id}'")
-                entries.append(e)
+                    self.reject(i, f"duplicate step id '{step.id}' in plan '{plan.plan_id}'")
 
     # ------------------------------------------------------------ Rules 2, 3
 
     def _resolve(self) -> None:
-        catalog, policy = self.catalog, self.policy
+        catalog, policy, plans = self.catalog, self.policy, self.plans
         templates: dict[str, tuple[list[Template], list[Template], str | None]] = {}
         missing: dict[str, list[int]] = {}
         self._reads: list[tuple[str, ...]] = []
         self._writes: list[tuple[str, ...]] = []
         self._keys: list[str] = []
         self._contracts: list[ToolContract] = []
-        for i, e in enumerate(self.entries):
-            plan, step = e.plan, e.step
+        denied = {name for name, o in policy.tools.items() if o.deny}
+        for i, step in enumerate(self.steps):
+            plan = plans[self.plan_of[i]]
             if plan.priority < 0:
-                e.reject(f"plan {plan.plan_id}: priority must be >= 0, got {plan.priority}")
-            contract = catalog.get(step.tool)
+                self.reject(i, f"plan {plan.plan_id}: priority must be >= 0, got {plan.priority}")
+            tool = step.tool
+            contract = catalog.get(tool)
             if contract is None:
-                e.reject(f"tool '{step.tool}' is not in the catalog")
-                contract = ToolContract(name=step.tool, risk=Risk.HIGH)
-            override = policy.tools.get(step.tool)
-            if override is not None and override.deny:
-                e.reject(f"policy denies tool {step.tool}")
+                self.reject(i, f"tool '{tool}' is not in the catalog")
+                contract = ToolContract(name=tool, risk=Risk.HIGH)
+            if tool in denied:
+                self.reject(i, f"policy denies tool {tool}")
             self._contracts.append(contract)
             # resources
-            tpl = templates.get(step.tool)
+            tpl = templates.get(tool)
             if tpl is None:
-                tpl = templates[step.tool] = _templates(contract)
+                tpl = templates[tool] = _templates(contract)
             reads_t, writes_t, bad = tpl
             if bad is not None:
-                e.reject(bad)
+                self.reject(i, bad)
             args = step.args
-            self._reads.append(_expand(reads_t, args, e))
-            self._writes.append(_expand(writes_t, args, e))
+            self._reads.append(self._expand(reads_t, args, i) if reads_t else ())
+            self._writes.append(self._expand(writes_t, args, i) if writes_t else ())
             # idempotency key
             key = step.idempotency_key
             if key is None:
                 try:
-                    key = default_idempotency_key(step.tool, args)
+                    key = default_idempotency_key(tool, args)
                 except (TypeError, ValueError) as exc:
-                    e.reject(f"step {step.id}: args cannot be written as canonical JSON ({exc})")
+                    self.reject(i, f"step {step.id}: args cannot be written as canonical JSON ({exc})")
                     key = hashlib.sha256(repr(args).encode("utf-8")).hexdigest()
             self._keys.append(key)
             # dependencies
-            if step.after:
+            if not step.after:
+                self.deps.add(_NO_DEPS)
+            else:
                 deps: list[int] = []
                 for ref in step.after:
-                    j = self._lookup(e.plan_pos, ref)
+                    j = self._lookup(self.plan_of[i], ref)
                     if j is None:
                         qualified = ref if "/" in ref else call_id(plan.plan_id, ref)
-                        e.reject(f"plan {plan.plan_id} step {step.id}: dependency '{qualified}' does not exist")
+                        self.reject(i, f"plan {plan.plan_id} step {step.id}: dependency '{qualified}' "
+                                       "does not exist")
                         missing.setdefault(qualified, []).append(i)
                     elif j not in deps:
                         deps.append(j)
-                e.deps = deps
+                self.deps.add(deps)
         for ref, who in missing.items():
-            ids = tuple(self.entries[i].call_id for i in who)
+            ids = tuple(self.ids[i] for i in who)
             self.problems.append(DependencyProblem(
                 resource=f"call:{ref}", calls=ids,
                 reason=f"dependency '{ref}' does not exist (named by {', '.join(ids)})",
                 detail={"missing": ref},
             ))
 
+    def _expand(self, templates: Sequence[Template], args: Mapping[str, Any], i: int) -> tuple[str, ...]:
+        if len(templates) == 1:  # the common case: one resource, shared 1-tuples under skew
+            t = templates[0]
+            names = t.names
+            if len(names) == 1 and names[0] in args and isinstance(args[names[0]], str):
+                r = t.literals[0] + args[names[0]] + t.literals[1]
+                one = self._singles.get(r)
+                if one is None:
+                    one = self._singles[r] = (r,)
+                return one
+        out: list[str] = []
+        for t in templates:
+            names = t.names
+            if len(names) == 1 and names[0] in args:  # the common case: "file:{path}"
+                value = args[names[0]]
+                if isinstance(value, str):
+                    r = t.literals[0] + value + t.literals[1]
+                else:
+                    try:
+                        r = t.literals[0] + render_value(value) + t.literals[1]
+                    except (TypeError, ValueError) as exc:
+                        self.reject(i, f"template '{t.text}': argument '{names[0]}' of step "
+                                       f"{self.steps[i].id} cannot be rendered ({exc})")
+                        continue
+            else:
+                absent = t.missing(args)
+                if absent is not None:
+                    self.reject(i, f"template '{t.text}' names argument '{absent}' which step "
+                                   f"{self.steps[i].id} does not give")
+                    continue
+                try:
+                    r = t.render(args)
+                except (TypeError, ValueError) as exc:
+                    self.reject(i, f"template '{t.text}' of step {self.steps[i].id} cannot be "
+                                   f"rendered ({exc})")
+                    continue
+            if r not in out:
+                out.append(r)
+        return tuple(out)
+
     def _lookup(self, plan_pos: int, ref: str) -> int | None:
-        j = self.plan_steps[plan_pos].get(ref)
+        j = self.step_index.get(f"{plan_pos}:{ref}")
         if j is not None:
             return j
         start = 0
@@ -234,7 +305,7 @@ class _Intake:
                 return None
             pp = self.plan_first.get(ref[:k])
             if pp is not None:
-                j = self.plan_steps[pp].get(ref[k + 1:])
+                j = self.step_index.get(f"{pp}:{ref[k + 1:]}")
                 if j is not None:
                     return j
             start = k + 1
@@ -242,91 +313,98 @@ class _Intake:
     # ---------------------------------------------------------------- Rule 4
 
     def _cycles(self) -> None:
-        entries = self.entries
-        n = len(entries)
-        indeg = [len(e.deps) for e in entries]
-        dependents: list[list[int]] = [[] for _ in range(n)]
-        for i, e in enumerate(entries):
-            for d in e.deps:
-                dependents[d].append(i)
+        deps = self.deps
+        n = len(deps)
+        start, flat = deps.start, deps.flat
+        if not flat:
+            return
+        indeg = [start[i + 1] - start[i] for i in range(n)]
+        rstart = [0] * (n + 1)  # dependents, CSR as well
+        for d in flat:
+            rstart[d + 1] += 1
+        for k in range(n):
+            rstart[k + 1] += rstart[k]
+        fill = rstart[:]
+        rev = [0] * len(flat)
+        for i in range(n):
+            for k in range(start[i], start[i + 1]):
+                d = flat[k]
+                rev[fill[d]] = i
+                fill[d] += 1
         queue = [i for i in range(n) if not indeg[i]]
         head = 0
         while head < len(queue):
             i = queue[head]
             head += 1
-            for j in dependents[i]:
+            for k in range(rstart[i], rstart[i + 1]):
+                j = rev[k]
                 indeg[j] -= 1
                 if not indeg[j]:
                     queue.append(j)
         if head == n:
             return
         stuck = [i for i in range(n) if indeg[i]]
-        for scc in _sccs(stuck, [e.deps for e in entries]):
-            members = set(scc)
+        adj = {v: deps[v] for v in stuck}  # only the calls Kahn could not order
+        ids = self.ids
+        for scc in _sccs(stuck, adj):
             root = scc[0]
-            if len(scc) == 1 and root not in entries[root].deps:
+            if len(scc) == 1 and root not in adj[root]:
                 continue  # downstream of a cycle, not on one (Rule 5)
-            named, walks = _cycle_through(root, members, entries)
-            ids = [e.call_id for e in entries]
+            named, walks = _cycle_through(root, set(scc), adj)
             text = _cycle_text([ids[i] for i in named], [], len(named))
             on_named = set(named)
             for v in scc:
                 if v in on_named:
-                    entries[v].reject(f"dependency cycle: {text}")
+                    self.reject(v, f"dependency cycle: {text}")
                 else:
-                    entries[v].reject(f"dependency cycle: {walks.text(v, ids)}")
+                    self.reject(v, f"dependency cycle: {walks.text(v, ids)}")
             self.problems.append(DependencyProblem(
-                resource=f"cycle:{entries[root].call_id}",
-                calls=tuple(entries[i].call_id for i in scc),
+                resource=f"cycle:{ids[root]}",
+                calls=tuple(ids[i] for i in scc),
                 reason=f"dependency cycle: {text}",
-                detail={"cycle": [entries[i].call_id for i in named]},
+                detail={"cycle": [ids[i] for i in named]},
             ))
 
     # ---------------------------------------------------------------- Rule 5
 
     def _rejected_deps(self, rejected: Mapping[str, str]) -> None:
-        entries = self.entries
-        for e in entries:
-            if e.reasons or not e.deps:
+        ids, reasons = self.ids, self.reasons
+        if not reasons:
+            return
+        start, flat = self.deps.start, self.deps.flat
+        for i in range(len(ids)):
+            a, b = start[i], start[i + 1]
+            if a == b or i in reasons:
                 continue
-            bad = [entries[d].call_id for d in e.deps if entries[d].reasons]
+            bad = [ids[d] for d in flat[a:b] if d in reasons]
             if not bad:
                 continue
             why = ", ".join(f"{d} ({rejected[d]})" for d in bad)
             noun = "call" if len(bad) == 1 else "calls"
             self.problems.append(DependencyProblem(
                 resource="call:" + "|".join(bad),
-                calls=(e.call_id, *bad),
-                reason=f"{e.call_id} depends on rejected {noun} {why}",
+                calls=(ids[i], *bad),
+                reason=f"{ids[i]} depends on rejected {noun} {why}",
                 rejected_deps=tuple(bad),
-                detail={"dependent": e.call_id, "rejected_deps": bad},
+                detail={"dependent": ids[i], "rejected_deps": bad},
             ))
 
     # ----------------------------------------------------------------- calls
 
     def _calls(self) -> list[Call]:
-        entries = self.entries
+        ids, plans, plan_of = self.ids, self.plans, self.plan_of
+        start, flat = self.deps.start, self.deps.flat
+        contracts, reads, writes, keys = self._contracts, self._reads, self._writes, self._keys
         out = []
-        for i, e in enumerate(entries):
-            plan, step = e.plan, e.step
+        for i, step in enumerate(self.steps):
+            plan = plans[plan_of[i]]
+            a, b = start[i], start[i + 1]
             out.append(Call(
-                call_id=e.call_id,
-                seq=i,
-                plan_id=plan.plan_id,
-                step_id=step.id,
-                agent_id=plan.agent_id,
-                priority=plan.priority,
-                tool=step.tool,
-                contract=self._contracts[i],
-                args=step.args,
-                confidence=step.confidence,
-                deps=tuple(entries[d].call_id for d in e.deps),
-                reads=self._reads[i],
-                writes=self._writes[i],
-                idempotency_key=self._keys[i],
-                on_failure=plan.on_failure,
-                phase21_plan_id=plan.phase21_plan_id,
-                phase22_validation_id=plan.phase22_validation_id,
+                ids[i], i, plan.plan_id, step.id, plan.agent_id, plan.priority, step.tool,
+                contracts[i], step.args, step.confidence,
+                () if a == b else (ids[flat[a]],) if b - a == 1 else tuple([ids[d] for d in flat[a:b]]),
+                reads[i], writes[i], keys[i],
+                plan.on_failure, plan.phase21_plan_id, plan.phase22_validation_id,
             ))
         return out
 
@@ -346,36 +424,7 @@ def _templates(contract: ToolContract) -> tuple[list[Template], list[Template], 
     return out[0], out[1], None
 
 
-def _expand(templates: Sequence[Template], args: Mapping[str, Any], e: _Entry) -> tuple[str, ...]:
-    if not templates:
-        return ()
-    out: list[str] = []
-    for t in templates:
-        names = t.names
-        if len(names) == 1 and names[0] in args:  # the common case: "file:{path}"
-            try:
-                r = t.literals[0] + render_value(args[names[0]]) + t.literals[1]
-            except (TypeError, ValueError) as exc:
-                e.reject(f"template '{t.text}': argument '{names[0]}' of step {e.step.id} "
-                         f"cannot be rendered ({exc})")
-                continue
-        else:
-            absent = t.missing(args)
-            if absent is not None:
-                e.reject(f"template '{t.text}' names argument '{absent}' which step "
-                         f"{e.step.id} does not give")
-                continue
-            try:
-                r = t.render(args)
-            except (TypeError, ValueError) as exc:
-                e.reject(f"template '{t.text}' of step {e.step.id} cannot be rendered ({exc})")
-                continue
-        if r not in out:
-            out.append(r)
-    return tuple(out)
-
-
-def _sccs(nodes: Sequence[int], deps: Sequence[Sequence[int]]) -> list[list[int]]:
+def _sccs(nodes: Sequence[int], deps: Mapping[int, Sequence[int]]) -> list[list[int]]:
     """Strongly connected components among ``nodes`` (iterative Tarjan), each
     sorted, listed by smallest member: deterministic."""
     inside = set(nodes)
@@ -454,7 +503,8 @@ class _Walks:
         return _cycle_text([ids[i] for i in head], [ids[i] for i in tail], total)
 
 
-def _cycle_through(root: int, members: set[int], entries: Sequence[_Entry]) -> tuple[list[int], _Walks]:
+def _cycle_through(root: int, members: set[int], deps: Mapping[int, Sequence[int]]
+                   ) -> tuple[list[int], _Walks]:
     """A shortest cycle through ``root`` (BFS along deps inside its component),
     and the BFS trees that name a cycle through any other member."""
     fwd_parent: dict[int, int] = {}
@@ -464,7 +514,7 @@ def _cycle_through(root: int, members: set[int], entries: Sequence[_Entry]) -> t
     while frontier:
         nxt = []
         for u in frontier:
-            for w in entries[u].deps:
+            for w in deps[u]:
                 if w == root and closing < 0:
                     closing = u
                 if w in members and w not in fwd_dist:
@@ -479,7 +529,7 @@ def _cycle_through(root: int, members: set[int], entries: Sequence[_Entry]) -> t
     named.append(root)
     rev: dict[int, list[int]] = {}
     for u in sorted(members):
-        for w in entries[u].deps:
+        for w in deps[u]:
             if w in members:
                 rev.setdefault(w, []).append(u)
     back_next: dict[int, int] = {}

@@ -71,7 +71,7 @@ def test_write_write_serialize_is_a_chain_in_priority_then_submission_order():
     assert (rec.id, rec.type, rec.resource, rec.strategy, rec.outcome) == (
         "C0001", "write_write", "file:x", "serialize", "serialized")
     assert rec.calls == ("b/s", "a/s", "c/s")  # higher priority first, then submission order
-    assert rec.detail == {"order": ["b/s", "a/s", "c/s"]}
+    assert rec.detail == {"order": ("b/s", "a/s", "c/s")}
     assert res.order_edges == (("b/s", "a/s"), ("a/s", "c/s"))  # k-1 edges, not k(k-1)/2
     assert res.cancelled == {} and res.escalations == () and res.rejected == {}
 

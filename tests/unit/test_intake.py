@@ -244,6 +244,8 @@ def test_default_idempotency_key_is_sha256_of_tool_and_canonical_args():
     want = hashlib.sha256(("w\n" + canonical_json({"n": 1, "path": "x"})).encode()).hexdigest()
     assert res.calls[0].idempotency_key == want == default_idempotency_key("w", {"path": "x", "n": 1})
     assert res.calls[1].idempotency_key == "given"
+    odd = {"b": [1.5, None, True], "a": {"z": "é", "y": 0}}
+    assert default_idempotency_key("t", odd) == hashlib.sha256(("t\n" + canonical_json(odd)).encode()).hexdigest()
 
 
 def test_resources_render_non_strings_as_canonical_json_with_brace_escapes():
