@@ -398,14 +398,14 @@ def _state_graph_matplotlib(charts: _Charts, counts: Counter, finals: dict[str, 
     from interlock.core.controller.states import FINAL, INITIAL, RUNNING, TERMINAL
 
     states, edges = _machine()
-    widths = {s: max(0.125 * len(s.value) + 0.5, 1.75 if finals.get(s.value) else 0.0) for s in states}
-    pos = _positions(states, edges, widths, gap=1.0)
+    widths = {s: max(0.15 * len(s.value) + 0.5, 1.95 if finals.get(s.value) else 0.0) for s in states}
+    pos = _positions(states, edges, widths, gap=1.3)
     merged: dict[tuple[Any, Any], list[tuple[str, int]]] = {}
     for src, trig, dst in edges:
         merged.setdefault((src, dst), []).append((trig, counts.get((src.value, trig, dst.value), 0)))
     visited = {s for s, _, _ in counts} | {d for _, _, d in counts}
     peak = max(counts.values(), default=0)
-    h = 0.6
+    h = 0.66
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     x_lo, x_hi = min(xs) - widths[INITIAL] / 2 - 0.9, max(x + widths[s] / 2 for s, (x, _) in pos.items()) + 0.2
@@ -435,12 +435,12 @@ def _state_graph_matplotlib(charts: _Charts, counts: Counter, finals: dict[str, 
                                             boxstyle="round,pad=0,rounding_size=0.1", facecolor="none",
                                             edgecolor=edge, linewidth=0.8, alpha=alpha, zorder=3))
             n_final = finals.get(s.value, 0)
-            ax.text(x, y + (0.09 if n_final else 0), s.value, ha="center", va="center", fontsize=9.5,
+            ax.text(x, y + (0.1 if n_final else 0), s.value, ha="center", va="center", fontsize=11,
                     color=COLORS["ink"] if used else COLORS["muted"], zorder=4,
                     fontweight="bold" if used else "normal")
             if n_final:
-                ax.text(x, y - 0.15, f"{n_final} call{'s' if n_final != 1 else ''} ended here", ha="center",
-                        va="center", fontsize=7.5, color=COLORS["accent"], zorder=4)
+                ax.text(x, y - 0.17, f"{n_final} call{'s' if n_final != 1 else ''} ended here", ha="center",
+                        va="center", fontsize=8.5, color=COLORS["accent"], zorder=4)
         x0, y0 = pos[INITIAL]
         start = x0 - widths[INITIAL] / 2 - 0.6
         ax.add_patch(FancyArrowPatch((start, y0), (x0 - widths[INITIAL] / 2, y0), arrowstyle="-|>",
@@ -461,11 +461,11 @@ def _state_graph_matplotlib(charts: _Charts, counts: Counter, finals: dict[str, 
             mx, my = _arc_point(pos[src], pos[dst], rad, t)
             if used:
                 label = " · ".join(f"{t} {c}" for t, c in trigs if c)
-                ax.text(mx, my, label, ha="center", va="center", fontsize=8.5, color=COLORS["accent"],
+                ax.text(mx, my, label, ha="center", va="center", fontsize=10, color=COLORS["accent"],
                         fontweight="bold", zorder=5,
                         bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none"})
             else:
-                ax.text(mx, my, " / ".join(t for t, _ in trigs), ha="center", va="center", fontsize=6.5,
+                ax.text(mx, my, " / ".join(t for t, _ in trigs), ha="center", va="center", fontsize=7.5,
                         color="#94a3b8", zorder=1,
                         bbox={"boxstyle": "round,pad=0.08", "facecolor": "white", "edgecolor": "none",
                               "alpha": 0.85})
@@ -512,8 +512,9 @@ def reliability_diagram(charts: _Charts, cal: dict[str, Any]) -> str:
         ax.scatter(xs, ys, s=[40 + 260 * b["count"] / peak for b in rows], color=COLORS["accent"],
                    edgecolor="white", linewidth=1.2, zorder=4, label="observed (size = calls)")
         for b in rows:
+            radius = math.sqrt(40 + 260 * b["count"] / peak) / 2  # marker radius in points
             ax.annotate(f"n={b['count']}", (b["mean_confidence"], b["success_rate"]), textcoords="offset points",
-                        xytext=(0, -16 if b["success_rate"] > 0.5 else 10), ha="center", fontsize=8,
+                        xytext=(-(radius + 4), 0), ha="right", va="center", fontsize=8.5,
                         color=COLORS["muted"])
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.03, 1.05)
