@@ -537,29 +537,33 @@ class Orchestrator:
         claims, approvals and compensations are asked again (a claim by the same
         call is granted again by the ledger).
         """
-        out: list[Command] = []
-        for cid in self.order:
-            rec = self.calls[cid]
+        # Snapshot first: settling a lost call below may itself start a saga or a
+        # dispatch, whose commands come back with it and must not be issued twice.
+        running = [self.calls[c] for c in self.order if self.calls[c].state in RUNNING]
+        claims = [self.calls[c] for c in self.order if self.calls[c].claim_pending]
+        approvals = [a.request for a in self._approvals.values() if not a.answered]
+        rollbacks = [s for s in self._sagas.values() if s.current is not None]
+        out: list[Command] = list(approvals)
+        for rec in claims:
+            out.append(ClaimIntent(rec.call.call_id, rec.call.idempotency_key, rec.call.tool))
+        for saga in rollbacks:
+            r = self.calls[saga.current]
+            spec = r.call.contract.rollback
+            comp = self.catalog.get(spec.tool) if spec else None
+            out.append(Rollback(saga.current, spec.tool if spec else "", saga.rollback_args,
+                                comp.timeout_s if comp else 30.0))
+        for rec in running:
             call = rec.call
-            if rec.state in RUNNING:
-                if rec.mode is Mode.LIVE and not call.contract.idempotent:
-                    out.extend(self.execution_finished(cid, ExecutionResult(
-                        ok=False, lost=True, error="interlock stopped while it ran: outcome unknown"), now))
-                else:
-                    out.append(Execute(cid, call.tool, dict(call.args), rec.mode or Mode.MOCK,
-                                       rec.attempt, call.contract.timeout_s))
-            elif rec.claim_pending:
-                out.append(ClaimIntent(cid, call.idempotency_key, call.tool))
-        for appr in self._approvals.values():
-            if not appr.answered:
-                out.append(appr.request)
-        for saga in self._sagas.values():
-            if saga.current is not None:
-                r = self.calls[saga.current]
-                spec = r.call.contract.rollback
-                comp = self.catalog.get(spec.tool) if spec else None
-                out.append(Rollback(saga.current, spec.tool if spec else "", saga.rollback_args,
-                                    comp.timeout_s if comp else 30.0))
+            d = self._decide(rec)
+            still = (rec.mode is Mode.MOCK or (rec.mode is Mode.DRY_RUN and d.dry_run_permitted)
+                     or (rec.mode is Mode.LIVE and d.live_permitted and call.contract.idempotent))
+            if not still:
+                # Never re-run what is no longer permitted (I1, I2) or not idempotent (I4).
+                out.extend(self.execution_finished(call.call_id, ExecutionResult(
+                    ok=False, lost=True, error="interlock stopped while it ran: outcome unknown"), now))
+            else:
+                out.append(Execute(call.call_id, call.tool, dict(call.args), rec.mode or Mode.MOCK,
+                                   rec.attempt, call.contract.timeout_s))
         out.extend(self._pump(now))
         out.extend(self._finish_if_done())
         return out

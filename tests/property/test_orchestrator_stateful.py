@@ -227,6 +227,20 @@ class OrchestratorMachine(RuleBasedStateMachine):
         self._take(self.orch.tick(self.now))
 
     @rule()
+    def crash_and_resume(self):
+        """The process dies: a fresh orchestrator is rebuilt from the event log and
+        re-issues what was unanswered. The durable ledger survives; nothing in
+        flight is answered by the old process (I4, I9 across crashes)."""
+        again = Orchestrator(self.catalog, self.policy, run_id="r", ledger=self.pre)
+        again.replay_events(self.planset, self.orch.events)
+        assert again.transitions == self.orch.transitions
+        self.orch = again
+        self.outstanding = []
+        self.running = set()
+        self.now += 1  # (RunFinished, if it was emitted before the crash, is not emitted again)
+        self._take(again.outstanding(self.now))
+
+    @rule()
     def lock(self):
         self._take(self.orch.lock("test", "operator", self.now))
 
@@ -288,8 +302,11 @@ class OrchestratorMachine(RuleBasedStateMachine):
                     stuck = {cid: (r.state.value, r.pending_deps, r.pending_order, r.pending_escalations,
                                    r.claim_pending, r.answer)
                              for cid, r in self.orch.calls.items() if r.state not in FINAL}
+                    trail = [(t.call_id, t.src, t.trigger, t.dst) for t in self.orch.transitions
+                             if t.call_id in stuck]
                     raise AssertionError(f"stuck: nothing outstanding but the run is not done: {stuck}"
-                                         f" edges={self.orch.intake_result.order_edges}")
+                                         f" edges={self.orch.intake_result.order_edges} trail={trail}"
+                                         f" events={self.orch.events[-6:]}")
                 continue
             cmd = self.outstanding.pop(0)
             self.now += 1
