@@ -176,6 +176,20 @@ def test_modes_and_health_charts_show_this_run(fs_run: Path, fs_report: str) -> 
         assert a["kind"] in health
 
 
+def test_a_lock_during_the_run_is_marked_on_the_health_chart(fs_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "locked"
+    shutil.copytree(fs_run, run, ignore=shutil.ignore_patterns("report.html"))
+    path = run / "execution_state_transitions.jsonl"
+    lines = jsonl(path)
+    mid = lines[len(lines) // 2]
+    lock = {**mid, "machine": "system", "call_id": None, "plan_id": None, "agent_id": None, "from": "unlocked",
+            "trigger": "lock", "to": "locked", "rule": "unsafe_escalation", "detail": {}}
+    path.write_text("".join(json.dumps(x) + "\n" for x in [*lines, lock]))
+    text = build_report(run)
+    assert "locked (unsafe_escalation)" in Page(text).svg_text["chart-health"]
+    assert state_counts(jsonl(path)) == state_counts(lines)  # the lock is not a call transition
+
+
 def test_same_run_same_bytes_wherever_written(fs_run: Path, fs_report: str, tmp_path: Path) -> None:
     out = tmp_path / "deep" / "r.html"
     assert main(["report", str(fs_run), "--out", str(out)]) == 0
