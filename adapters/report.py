@@ -21,6 +21,7 @@ import json
 import math
 import re
 import shutil
+import subprocess
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -448,8 +449,7 @@ def _state_graph_matplotlib(charts: _Charts, counts: Counter, finals: dict[str, 
         ax.plot([start], [y0], "o", color=COLORS["ink"], markersize=5, zorder=2)
         for (src, dst), trigs in merged.items():
             n = sum(c for _, c in trigs)
-            (x1, y1), (x2, y2) = pos[src], pos[dst]
-            rad, t = _bend(pos[src], pos[dst])
+            rad, at = _bend(pos[src], pos[dst])
             used = n > 0
             lw = 1.0 + (3.0 * math.log1p(n) / math.log1p(peak) if used and peak else 0.0)
             curve = _clipped_arc(pos[src], pos[dst], rad, (widths[src] / 2 + 0.03, h / 2 + 0.03),
@@ -458,9 +458,9 @@ def _state_graph_matplotlib(charts: _Charts, counts: Counter, finals: dict[str, 
                                     mutation_scale=10 + 2 * lw, color=COLORS["accent"] if used else COLORS["faint"],
                                     linewidth=lw, zorder=2 if used else 1)
             ax.add_patch(arrow)
-            mx, my = _arc_point(pos[src], pos[dst], rad, t)
+            mx, my = _arc_point(pos[src], pos[dst], rad, at)
             if used:
-                label = " · ".join(f"{t} {c}" for t, c in trigs if c)
+                label = " · ".join(f"{trig} {c}" for trig, c in trigs if c)
                 ax.text(mx, my, label, ha="center", va="center", fontsize=10, color=COLORS["accent"],
                         fontweight="bold", zorder=5,
                         bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none"})
@@ -484,7 +484,7 @@ def state_diagram(charts: _Charts, counts: Counter, finals: dict[str, int]) -> t
         try:
             svg = render_svg(render.dot(dict(counts))).decode("utf-8")
             return _inline_svg(svg, "chart-states", "Controller state diagram with this run's transition counts"), "graphviz"
-        except (OSError, UnicodeDecodeError, Exception):  # a broken dot must not cost the report
+        except (OSError, UnicodeDecodeError, subprocess.SubprocessError):  # a broken dot must not cost the report
             pass
     return _state_graph_matplotlib(charts, counts, finals), "matplotlib"
 
