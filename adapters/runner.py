@@ -79,7 +79,7 @@ class _Ledger:
         holder = self._keys.setdefault((tool, key), call_id)
         return None if holder == call_id else holder
 
-    def release(self, tool: str, key: str, call_id: str) -> None:
+    def release(self, tool: str, key: str, call_id: str, run_id: str | None = None) -> None:
         if self._keys.get((tool, key)) == call_id:
             del self._keys[(tool, key)]
 
@@ -330,7 +330,7 @@ class Runner:
             return orch.intent_answered(cmd.call_id, holder, self.now())
         elif isinstance(cmd, ReleaseIntent):
             rec = orch.calls[cmd.call_id]
-            self.ledger.release(rec.call.tool, cmd.key, cmd.call_id)
+            self.ledger.release(rec.call.tool, cmd.key, cmd.call_id, self.run_id)
         elif isinstance(cmd, Alert):
             for sink in self.sinks:
                 try:

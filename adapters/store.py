@@ -128,6 +128,11 @@ _encode = json.JSONEncoder(check_circular=False, ensure_ascii=False, separators=
 _T = TypeVar("_T")
 
 
+def holder_label(call_id: str, run_id: str) -> str:
+    """Who holds an intent, as shown to people and compared by the orchestrator."""
+    return f"{call_id} (run {run_id})"
+
+
 class StoreError(EnvironmentProblem):  # an InterlockError; the CLI maps it to exit 3
     """The store cannot be used as asked: foreign, newer, corrupt, read-only or
     locked file, a failed write, or a write that would break the chain. Exit 3."""
@@ -515,29 +520,40 @@ class SQLiteStore:
     def claim(self, tool: str, key: str, call_id: str, run_id: str) -> str | None:
         """Claim (tool, key) for ``call_id``, durably, before its LIVE start.
 
-        Returns None when the claim is ``call_id``'s (new, or a retry/resume of
-        the same call), else the call id that holds it. Atomic across processes:
-        the UNIQUE (tool, key) constraint decides under SQLite's write lock."""
+        Returns None when the claim is this call's (new, or a retry/resume of the
+        same call *of the same run*), else who holds it: ``"<call> (run <run>)"``.
+        Call ids repeat across runs (``plan/step``), so the holder is the pair
+        (run, call): a later run's call with the same id is a duplicate (I4).
+        Atomic across processes: the UNIQUE (tool, key) constraint decides under
+        SQLite's write lock."""
         def body(conn: sqlite3.Connection) -> str | None:
             cur = conn.execute(
                 "INSERT INTO intents (tool, key, call_id, run_id, created) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (tool, key) DO NOTHING", (tool, key, call_id, run_id, self._now()))
             if cur.rowcount == 1:
                 return None
-            holder = conn.execute("SELECT call_id FROM intents WHERE tool = ? AND key = ?",
-                                  (tool, key)).fetchone()[0]
-            return None if holder == call_id else str(holder)
+            holder, holder_run = conn.execute(
+                "SELECT call_id, run_id FROM intents WHERE tool = ? AND key = ?", (tool, key)).fetchone()
+            if holder == call_id and holder_run == run_id:
+                return None
+            return holder_label(holder, holder_run)
         return self._write(f"claim {tool}/{key}", body)
 
-    def release(self, tool: str, key: str, call_id: str) -> None:
+    def release(self, tool: str, key: str, call_id: str, run_id: str | None = None) -> None:
         """Give back a claim that did not go LIVE. Only the holder can release;
         a release by any other call changes nothing (it must not free the key)."""
         def body(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM intents WHERE tool = ? AND key = ? AND call_id = ?", (tool, key, call_id))
+            if run_id is None:
+                conn.execute("DELETE FROM intents WHERE tool = ? AND key = ? AND call_id = ?",
+                             (tool, key, call_id))
+            else:
+                conn.execute("DELETE FROM intents WHERE tool = ? AND key = ? AND call_id = ? AND run_id = ?",
+                             (tool, key, call_id, run_id))
         self._write(f"release {tool}/{key}", body)
 
     def started_keys(self) -> dict[tuple[str, str], str]:
-        return {(t, k): c for t, k, c in self._read("SELECT tool, key, call_id FROM intents")}
+        """Every claimed key -> its holder, ``"<call> (run <run>)"``."""
+        return {(t, k): holder_label(c, r) for t, k, c, r in self._read("SELECT tool, key, call_id, run_id FROM intents")}
 
     def intent(self, tool: str, key: str) -> dict[str, Any] | None:
         rows = self._read("SELECT tool, key, call_id, run_id, created FROM intents WHERE tool = ? AND key = ?",

@@ -366,7 +366,7 @@ def test_on_write_counts_every_write_transaction_and_fail_on_write_the_attempts(
         assert s.claim("t", "k", "c1", "r1") is None                  # 3
         with pytest.raises(StoreError, match="injected"):
             s.claim("t", "k2", "c1", "r1")                             # 4: fails, rolled back
-        assert s.claim("t", "k", "c2", "r1") == "c1"                  # 5: refused claim is a write too
+        assert s.claim("t", "k", "c2", "r1") == "c1 (run r1)"         # 5: refused claim is a write too
         s.release("t", "k", "c1")                                      # 6
         s.set_system_state("locked", "drill", "ops", 12.5)            # 7
         s.finish_run("r1", status="succeeded", exit_code=0)           # 8
@@ -454,8 +454,9 @@ def test_lock_state_is_durable_and_validated(tmp_path):
 def test_claim_semantics(store):
     assert isinstance(store, IntentLedger)
     assert store.claim("pay", "order-1", "c1", "r1") is None               # new claim
-    assert store.claim("pay", "order-1", "c1", "r2") is None               # same call: retry/resume
-    assert store.claim("pay", "order-1", "c2", "r1") == "c1"               # a duplicate is refused
+    assert store.claim("pay", "order-1", "c1", "r1") is None               # same call, same run: retry/resume
+    assert store.claim("pay", "order-1", "c1", "r2") == "c1 (run r1)"      # same id, later run: duplicate (I4)
+    assert store.claim("pay", "order-1", "c2", "r1") == "c1 (run r1)"               # a duplicate is refused
     assert store.claim("refund", "order-1", "c2", "r1") is None            # keys are per tool
     assert store.intent("pay", "order-1")["call_id"] == "c1"
     assert store.intent("pay", "order-1")["run_id"] == "r1"                # the first claim's run
@@ -480,7 +481,8 @@ def test_everything_persists_across_reopen(tmp_path):
         assert run["status"] == "running" and run["head_seq"] == 3 and run["head_hash"] == lines[-1]["hash"]
         assert s.transitions("r1") == lines
         assert s.records("r1", "rollback") == [{"call_id": "c0"}]
-        assert s.claim("pay", "k", "c2", "r2") == "c1"
+        assert s.claim("pay", "k", "c2", "r2") == "c1 (run r1)"
+        assert s.claim("pay", "k", "c1", "r2") == "c1 (run r1)"  # same call id, later run: a duplicate (I4)
         assert s.system_state()["state"] == "locked"
         s.commit_step("r1", transitions=chain(lines[-1]["hash"], 4, 1))  # the resume continues the chain
 

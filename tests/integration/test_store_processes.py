@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.adapters.store import DB_NAME, FIRST_SEQ, MIGRATIONS, SQLiteStore, StoreError
+from interlock.adapters.store import DB_NAME, FIRST_SEQ, MIGRATIONS, SQLiteStore, StoreError, holder_label
 from interlock.core.audit import GENESIS, chain_lines, verify_chain
 
 CLAIMER = """
@@ -136,13 +136,15 @@ def test_concurrent_processes_claim_each_key_exactly_once(tmp_path):
         key = f"k{i}"
         winners = [me for me in names if results[me][key] is None]
         assert len(winners) == 1, f"{key} claimed by {winners}"
-        assert held[("pay", key)] == winners[0]
+        label = holder_label(winners[0], "run-" + winners[0])
+        assert held[("pay", key)] == label
         for me in names:
             if me != winners[0]:
-                assert results[me][key] == winners[0], "a refused claim names the holder"
+                assert results[me][key] == label, "a refused claim names the holder"
     for me in names:  # a second claim by the holder (a retry) is its own again; others still refused
         for key, answer in results[me]["again"].items():
-            assert answer == (None if held[("pay", key)] == me else held[("pay", key)])
+            mine = held[("pay", key)] == holder_label(me, "run-" + me)
+            assert answer == (None if mine else held[("pay", key)])
 
 
 def test_two_writing_processes_cannot_fork_a_runs_log(tmp_path):
@@ -196,7 +198,7 @@ def test_a_process_killed_right_after_a_commit_keeps_exactly_the_committed_write
         assert run is not None
         assert len(s.transitions("r1")) == (1 if crash_at >= 2 else 0)
         # the intent is on disk once claim() has returned, before any LIVE effect could start
-        assert s.started_keys() == ({("pay", "k1"): "c1"} if crash_at >= 3 else {})
+        assert s.started_keys() == ({("pay", "k1"): "c1 (run r1)"} if crash_at >= 3 else {})
         assert s.system_state()["state"] == ("locked" if crash_at >= 4 else "unlocked")
         assert run["status"] == ("succeeded" if crash_at >= 5 else "running")
         if crash_at >= 2:

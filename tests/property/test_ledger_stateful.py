@@ -24,7 +24,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from interlock.adapters.store import FIRST_SEQ, RECORD_KINDS, SQLiteStore, StoreError
+from interlock.adapters.store import FIRST_SEQ, RECORD_KINDS, SQLiteStore, StoreError, holder_label
 from interlock.core.audit import GENESIS, canonical_json, chain_lines, verify_chain
 
 TOOLS = ("pay", "ship")
@@ -44,7 +44,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="interlock-ledger-", dir=_FAST_DIR))
         self.stores = [SQLiteStore.open(self.dir), SQLiteStore.open(self.dir)]
         self.abandoned: list[SQLiteStore] = []
-        self.held: dict[tuple[str, str], str] = {}  # the oracle ledger
+        self.held: dict[tuple[str, str], tuple[str, str]] = {}  # the oracle ledger: key -> (call, run)
         self.logs: dict[str, list[dict]] = {}       # run -> committed lines
         self.recs: dict[str, list[tuple[str, dict]]] = {}  # run -> committed records
         self.steps = 0
@@ -124,9 +124,11 @@ class StoreMachine(RuleBasedStateMachine):
         holder = self.held.get((tool, key))
         if holder is None:
             assert got is None, "a free key is claimed"
-            self.held[(tool, key)] = call
+            self.held[(tool, key)] = (call, run)
         else:
-            assert got == (None if holder == call else holder), "I4: a held key stays with its holder"
+            # The holder is (call, run): call ids repeat across runs.
+            assert got == (None if holder == (call, run) else holder_label(*holder)), \
+                "I4: a held key stays with its holder"
 
     @rule(conn=CONNS, tool=st.sampled_from(TOOLS), key=st.sampled_from(KEYS), call=st.sampled_from(CALLS),
           fail=st.booleans())
@@ -137,7 +139,7 @@ class StoreMachine(RuleBasedStateMachine):
                 store.release(tool, key, call)
             return
         store.release(tool, key, call)
-        if self.held.get((tool, key)) == call:
+        if self.held.get((tool, key), (None,))[0] == call:
             del self.held[(tool, key)]
 
     # -- crashes ----------------------------------------------------------------------
@@ -157,7 +159,7 @@ class StoreMachine(RuleBasedStateMachine):
     @invariant()
     def i4_ledger_is_the_oracle(self) -> None:
         for store in self.stores:
-            assert store.started_keys() == self.held
+            assert store.started_keys() == {k: holder_label(*v) for k, v in self.held.items()}
 
     @invariant()
     def i10_log_is_exactly_the_committed_steps(self) -> None:
