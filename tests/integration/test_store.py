@@ -456,16 +456,16 @@ def test_claim_semantics(store):
     assert store.claim("pay", "order-1", "c1", "r1") is None               # new claim
     assert store.claim("pay", "order-1", "c1", "r1") is None               # same call, same run: retry/resume
     assert store.claim("pay", "order-1", "c1", "r2") == "c1 (run r1)"      # same id, later run: duplicate (I4)
-    assert store.claim("pay", "order-1", "c2", "r1") == "c1 (run r1)"               # a duplicate is refused
+    assert store.claim("pay", "order-1", "c2", "r1") == "c1 (run r1)"      # a duplicate is refused
     assert store.claim("refund", "order-1", "c2", "r1") is None            # keys are per tool
     assert store.intent("pay", "order-1")["call_id"] == "c1"
     assert store.intent("pay", "order-1")["run_id"] == "r1"                # the first claim's run
     assert store.intent("pay", "order-2") is None
     store.release("pay", "order-1", "c2")                                   # not the holder: no effect
-    assert store.started_keys() == {("pay", "order-1"): "c1", ("refund", "order-1"): "c2"}
+    assert store.started_keys() == {("pay", "order-1"): "c1 (run r1)", ("refund", "order-1"): "c2 (run r1)"}
     store.release("pay", "order-1", "c1")                                   # the holder gives it back
     assert store.claim("pay", "order-1", "c2", "r1") is None
-    assert store.started_keys() == {("pay", "order-1"): "c2", ("refund", "order-1"): "c2"}
+    assert store.started_keys() == {("pay", "order-1"): "c2 (run r1)", ("refund", "order-1"): "c2 (run r1)"}
 
 
 def test_everything_persists_across_reopen(tmp_path):
