@@ -133,7 +133,9 @@ class TamperedLog(RuleBasedStateMachine):
     def duplicate_line(self, i):
         lines = self._lines()
         i %= len(lines)
-        lines.insert(i + 1, lines[i])
+        # a replayed copy goes in before the original, newline-terminated: an unterminated
+        # last line copied after itself would merge into one line and double every time
+        lines.insert(i, lines[i] if lines[i].endswith(b"\n") else lines[i] + b"\n")
         self.current = b"".join(lines)
 
     @precondition(lambda self: self.current)
