@@ -104,6 +104,13 @@ class JsonlWriter:
         self._fh.flush()
         self.lines += 1
 
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append many records with one flush at the end (an export, not a live stream)."""
+        for record in records:
+            self._fh.write(canonical_json(record) + "\n")
+            self.lines += 1
+        self._fh.flush()
+
     def close(self) -> None:
         if self._fh.closed:
             return
@@ -149,8 +156,7 @@ def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
 
 def _append_all(path: Path, records: Iterable[dict[str, Any]]) -> None:
     with JsonlWriter(path) as w:
-        for rec in records:
-            w.append(rec)
+        w.extend(records)
 
 
 def write_outputs(
@@ -164,6 +170,7 @@ def write_outputs(
     conflicts: list[ConflictRecord],
     rollbacks: list[RollbackEvent],
     signals: list[dict[str, Any]],
+    chained: list[dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
     """Write the seven outputs of one run into ``out_dir`` (see ``prepare_out_dir``).
 
@@ -175,7 +182,8 @@ def write_outputs(
         if doc.get("run_id", run_id) != run_id:
             raise ValueError(f"{name} run_id {doc['run_id']!r} is not the run being written ({run_id!r})")
     head = {"schema_version": SCHEMA_VERSION, "run_id": run_id}
-    chained = chain_lines([transition_line(t, run_id) for t in transitions])
+    if chained is None or len(chained) != len(transitions):
+        chained = chain_lines([transition_line(t, run_id) for t in transitions])
     count, head_hash = chain_head(chained)
     stated = summary.get("audit")
     if stated is not None and stated != {"transitions": count, "head_hash": head_hash}:

@@ -269,4 +269,6 @@ def test_jsonl_writer_appends_one_canonical_line_per_record(tmp_path):
     with JsonlWriter(path) as w:
         w.append({"c": [1, 2]})
         assert w.lines == 1
-    assert path.read_text().splitlines() == ['{"a":"x","b":1}', '{"c":[1,2]}']
+        w.extend([{"d": None}, {"e": "\u2028"}])
+        assert w.lines == 3
+    assert path.read_text().split("\n") == ['{"a":"x","b":1}', '{"c":[1,2]}', '{"d":null}', '{"e":"\u2028"}', ""]
