@@ -38,6 +38,15 @@ class Executor:
         self.registry = registry if registry is not None else default_registry
         self.catalog = catalog
 
+    def execute_now(self, cmd: Execute, contract: ToolContract) -> ExecutionResult | None:
+        """The result at once when no user code runs (MOCK; a DRY_RUN preview built from
+        the contract), else None. Lets the runner skip a task per side-effect-free call."""
+        if cmd.mode == Mode.MOCK:
+            return ExecutionResult(ok=True, result=_plain(contract.mock_result))
+        if cmd.mode == Mode.DRY_RUN and self.registry.dry_run(cmd.tool) is None:
+            return contract_preview(cmd.tool, cmd.args, contract)
+        return None
+
     async def execute(self, cmd: Execute, contract: ToolContract) -> ExecutionResult:
         if cmd.mode == Mode.MOCK:
             return ExecutionResult(ok=True, result=_plain(contract.mock_result))

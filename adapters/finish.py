@@ -52,6 +52,7 @@ def finish_run(runner: Any, result: Any, *, planset: Any, inputs: dict[str, Any]
             out, run_id=orch.run_id, summary=summary, health=health,
             transitions=orch.transitions, executions=orch.executions,
             conflicts=orch.conflicts, rollbacks=orch.rollbacks, signals=signals,
+            chained=runner.lines,  # already chained (and committed) as the run went
         )
         result.out_dir = str(Path(out))
     if store is not None:

@@ -243,11 +243,13 @@ class Runner:
             queue.extend(self._poll_lock())
             while queue:
                 cmd = queue.pop(0)
+                if self._reaches_out(cmd):
+                    # Durability rule: what led here is on disk before the world sees it.
+                    self._persist()
                 follow = self._carry_out(cmd, pending, issued)
                 issued += 1
-                if follow:
-                    self._persist()
-                    queue.extend(follow)
+                queue.extend(follow)
+            self._persist()  # before waiting: everything decided so far is durable
             if self._interrupted and not aborted:
                 aborted = True
                 queue.extend(orch.abort("interrupted by the operator (Ctrl-C)", self.now()))
@@ -279,7 +281,8 @@ class Runner:
             for task in done:
                 _, cmd = pending.pop(task)
                 queue.extend(self._answer(cmd, task))
-                self._persist()
+            # Group commit: what these answers changed is committed in one transaction,
+            # at the latest before any command they produced reaches the world.
 
     def _poll_lock(self) -> list[Any]:
         """Follow the durable lock: an operator's `interlock lock` in another process
@@ -310,11 +313,31 @@ class Runner:
         await asyncio.gather(*pending, return_exceptions=True)
         return sorted(pending, key=lambda t: pending[t][0])
 
+    def _reaches_out(self, cmd: Any) -> bool:
+        """Does carrying out ``cmd`` have an effect outside this process? (MOCK and
+        contract previews do not; they may run before their step is committed.)"""
+        if isinstance(cmd, Execute):
+            return self._quick(cmd) is None
+        return not isinstance(cmd, (Cancelled, RunFinished, Alert))
+
+    def _quick(self, cmd: Execute) -> Any:
+        now_fn = getattr(self.executor, "execute_now", None)
+        return now_fn(cmd, self.catalog.by_name[cmd.tool]) if now_fn is not None else None
+
     def _carry_out(self, cmd: Any, pending: dict, issued: int) -> list[Any]:
         orch = self.orch
         assert orch is not None
         if isinstance(cmd, Execute):
             contract = self.catalog.by_name[cmd.tool]
+            quick = self._quick(cmd)
+            if quick is not None:  # no user code runs: answer at once, no task
+                call = orch.calls[cmd.call_id].call
+                self._notify("execution_started", cmd, call, self.clock.now())
+                if self.progress is not None:
+                    self.progress(orch, (cmd, quick))
+                follow = orch.execution_finished(cmd.call_id, quick, self.now())
+                self._notify("execution_finished", cmd, call, orch.executions[-1])
+                return follow
             task = asyncio.ensure_future(self.executor.execute(cmd, contract))
             pending[task] = (issued, cmd)
             self._notify("execution_started", cmd, orch.calls[cmd.call_id].call, self.clock.now())

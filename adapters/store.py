@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+import orjson
+
 from interlock.adapters.cli import EnvironmentProblem
 from interlock.core.audit import GENESIS, canonical_json
 
@@ -120,11 +122,21 @@ MIGRATIONS: list[str] = [
 ]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-#: Compact JSON with a prebuilt encoder (json.dumps with arguments builds one per
-#: call). Keys are not sorted here: sorting costs about as much as the rest of
-#: the encoding, and canonical text is produced on the way out (transition_texts).
-_encode = json.JSONEncoder(check_circular=False, ensure_ascii=False, separators=(",", ":"),
-                           allow_nan=False).encode
+def _encode(obj: Any) -> str:
+    """Compact JSON for storage, with orjson (several times faster than the stdlib
+    encoder; every step of a run writes through here). Keys are not sorted and
+    floats may be spelled differently from the stdlib (``0.00001`` for ``1e-05``):
+    the stored text is never hashed; canonical text is produced on the way out
+    (``transition_texts``). orjson would write NaN as null; none reaches the store
+    (inputs refuse NaN, times and durations are finite)."""
+    try:
+        return orjson.dumps(obj).decode("utf-8")
+    except TypeError:  # int beyond 64 bits and other values orjson refuses: the stdlib can
+        return _stdlib_encode(obj)
+
+
+_stdlib_encode = json.JSONEncoder(check_circular=False, ensure_ascii=False, separators=(",", ":"),
+                                  allow_nan=False).encode
 _T = TypeVar("_T")
 
 

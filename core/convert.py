@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 import jsonschema
 from cattrs.errors import (
@@ -36,6 +37,7 @@ from cattrs.errors import (
 
 from interlock.core import schemas
 from interlock.core.errors import LoadError, Problem
+from interlock.core.records import AnomalyRecord, ExecutionRecord, RollbackEvent, TransitionRecord
 from interlock.core.model import (
     Catalog,
     Mode,
@@ -84,6 +86,17 @@ def _mode(value: Any, _: Any) -> Mode:
 
 
 _conv.register_structure_hook(Mode, _mode)
+def _shallow(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """Records whose fields hold only plain JSON values (str, numbers, None, dicts of
+    those): a shallow dict is their unstructured form, at a fraction of the generic cost
+    (they are written once per transition and per execution)."""
+    names = tuple(a.name for a in attrs.fields(cls))
+    return lambda rec: {n: getattr(rec, n) for n in names}
+
+
+for _cls in (TransitionRecord, ExecutionRecord, RollbackEvent, AnomalyRecord):
+    _conv.register_unstructure_hook(_cls, _shallow(_cls))
+
 _conv.register_unstructure_hook(Mode, lambda m: m.label)
 _conv.register_unstructure_hook(enum.Enum, lambda e: e.value)
 # Tuples met at run time (inside ``Any`` fields) become lists like typed ones do.

@@ -69,9 +69,12 @@ def build_summary(
     for cid in orch.order:
         rec = orch.calls[cid]
         by_plan.setdefault(rec.call.plan_id, []).append(rec.state)
+    ids_of: dict[str, list[str]] = {}
+    for r in rows:
+        ids_of.setdefault(r["plan_id"], []).append(r["call_id"])
     plan_docs = []
     for p in plans.plans:
-        ids = [r["call_id"] for r in rows if r["plan_id"] == p.plan_id]
+        ids = ids_of.get(p.plan_id, [])
         plan_docs.append({
             "plan_id": p.plan_id,
             "agent_id": p.agent_id,
