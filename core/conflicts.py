@@ -54,10 +54,12 @@ from interlock.core.records import ConflictRecord
 __all__ = [
     "ALLOWED_STRATEGIES",
     "PROCESS_ORDER",
+    "CallTable",
     "DependencyProblem",
     "Detection",
     "chain_order",
     "detect",
+    "detect_table",
     "is_irreversible",
 ]
 
@@ -134,14 +136,15 @@ class Detection:
 class _Group:
     """A record in the making: its id is known only once every group is found."""
 
-    __slots__ = ("kind", "resource", "key", "calls", "strategy", "outcome", "detail",
+    __slots__ = ("kind", "resource", "key", "members", "calls", "strategy", "outcome", "detail",
                  "cancel", "escalate", "drop_deps")
 
-    def __init__(self, kind: ConflictType, resource: str, key: tuple, calls: Sequence[str],
-                 strategy: Strategy, outcome: str, detail: dict[str, Any]) -> None:
+    def __init__(self, kind: ConflictType, resource: str, key: tuple, members: Sequence[int],
+                 calls: Sequence[str], strategy: Strategy, outcome: str, detail: dict[str, Any]) -> None:
         self.kind = kind
         self.resource = resource
         self.key = key
+        self.members = members  # call indices, in the order of ``calls``
         self.calls = tuple(calls)
         self.strategy = strategy
         self.outcome = outcome
@@ -151,10 +154,44 @@ class _Group:
         self.drop_deps: tuple[tuple[str, str], ...] = ()
 
 
+class CallTable:
+    """What detection reads about the calls: parallel lists by submission
+    position, dependencies in CSR form (``dep_flat[dep_start[i]:dep_start[i + 1]]``
+    are the positions call i depends on). ``intake`` hands over the lists it
+    already has; :meth:`from_calls` builds one from ``Call`` values."""
+
+    __slots__ = ("ids", "prio", "tools", "contracts", "reads", "writes", "keys", "dep_start", "dep_flat")
+
+    def __init__(self, ids: list[str], prio: list[int], tools: list[str], contracts: list[ToolContract],
+                 reads: list[tuple[str, ...]], writes: list[tuple[str, ...]], keys: list[str],
+                 dep_start: list[int], dep_flat: list[int]) -> None:
+        self.ids, self.prio, self.tools, self.contracts = ids, prio, tools, contracts
+        self.reads, self.writes, self.keys = reads, writes, keys
+        self.dep_start, self.dep_flat = dep_start, dep_flat
+
+    @classmethod
+    def from_calls(cls, calls: Sequence[Call]) -> CallTable:
+        ids = [c.call_id for c in calls]
+        pos = {cid: i for i, cid in enumerate(ids)}
+        start, flat = [0], []
+        for c in calls:
+            flat.extend(pos[d] for d in c.deps if d in pos)
+            start.append(len(flat))
+        return cls(ids, [c.priority for c in calls], [c.tool for c in calls], [c.contract for c in calls],
+                   [c.reads for c in calls], [c.writes for c in calls], [c.idempotency_key for c in calls],
+                   start, flat)
+
+
 def chain_order(calls: Sequence[Call], rejected: Mapping[str, str] | Iterable[str] = ()) -> list[int]:
     """Indices of the accepted calls in chain order (Rule 1): dependency depth,
     then higher priority, then submission order."""
-    return _Index(calls, set(rejected)).order
+    table = CallTable.from_calls(calls)
+    return _Index(table, _positions(table.ids, rejected)).order
+
+
+def _positions(ids: Sequence[str], which: Mapping[str, str] | Iterable[str]) -> set[int]:
+    wanted = set(which)
+    return {i for i, cid in enumerate(ids) if cid in wanted} if wanted else set()
 
 
 class _Index:
@@ -166,30 +203,21 @@ class _Index:
     work itself (measured: ~40% of intake time).
     """
 
-    def __init__(self, calls: Sequence[Call], rejected: set[str]) -> None:
-        n = len(calls)
+    def __init__(self, table: CallTable, rejected: set[int]) -> None:
+        n = len(table.ids)
         self.n = n
-        self.calls = calls
-        self.ids = ids = [c.call_id for c in calls]
-        self.alive = alive = [cid not in rejected for cid in ids]
-        self.prio = prio = [c.priority for c in calls]
-        self.pos = pos = {cid: i for i, cid in enumerate(ids)}
+        self.t = table
+        self.ids = table.ids
+        self.prio = prio = table.prio
+        self.alive = alive = [True] * n
+        for i in rejected:
+            alive[i] = False
+        self._pos: dict[str, int] | None = None
         #: ``d * n + i`` for every direct dependency of call i on call d (Rule 2).
-        self.linked: set[int] = set()
-        dep_from: list[int] = []
-        dep_to: list[int] = []
-        linked = self.linked
-        for i, c in enumerate(calls):
-            if c.deps:
-                for d in c.deps:
-                    j = pos.get(d)
-                    if j is not None:
-                        linked.add(j * n + i)
-                        if alive[i] and alive[j]:
-                            dep_from.append(j)
-                            dep_to.append(i)
-        self.depth = depth = self._depths(dep_from, dep_to)
-        live = [i for i in range(n) if alive[i]]
+        start, flat = table.dep_start, table.dep_flat
+        self.linked = linked = {flat[k] * n + i for i in range(n) for k in range(start[i], start[i + 1])}
+        self.depth = depth = self._depths(start, flat)
+        live = [i for i in range(n) if alive[i]] if rejected else list(range(n))
         if live:
             top = max(prio[i] for i in live)
             span = top - min(prio[i] for i in live) + 1
@@ -201,7 +229,13 @@ class _Index:
         for r, i in enumerate(self.order):
             self.rank[i] = r
 
-    def _depths(self, dep_from: list[int], dep_to: list[int]) -> list[int]:
+    @property
+    def pos(self) -> dict[str, int]:
+        if self._pos is None:
+            self._pos = {cid: i for i, cid in enumerate(self.ids)}
+        return self._pos
+
+    def _depths(self, start: list[int], flat: list[int]) -> list[int]:
         """Longest path from a root over accepted calls (Kahn's algorithm).
 
         Deps on rejected calls do not count: if the escalation is granted they
@@ -211,18 +245,26 @@ class _Index:
         """
         n = self.n
         alive = self.alive
-        start = [0] * (n + 1)  # CSR: successors of d are succ[start[d]:start[d + 1]]
+        rstart = [0] * (n + 1)  # CSR of dependents, over accepted calls only
         indeg = [0] * n
-        for d, i in zip(dep_from, dep_to):
-            start[d + 1] += 1
-            indeg[i] += 1
+        for i in range(n):
+            if alive[i]:
+                for k in range(start[i], start[i + 1]):
+                    d = flat[k]
+                    if alive[d]:
+                        rstart[d + 1] += 1
+                        indeg[i] += 1
         for k in range(n):
-            start[k + 1] += start[k]
-        fill = start[:]
-        succ = [0] * len(dep_from)
-        for d, i in zip(dep_from, dep_to):
-            succ[fill[d]] = i
-            fill[d] += 1
+            rstart[k + 1] += rstart[k]
+        fill = rstart[:]
+        succ = [0] * rstart[n]
+        for i in range(n):
+            if indeg[i]:
+                for k in range(start[i], start[i + 1]):
+                    d = flat[k]
+                    if alive[d]:
+                        succ[fill[d]] = i
+                        fill[d] += 1
         depth = [0] * n
         queue = [i for i in range(n) if alive[i] and not indeg[i]]
         head = 0
@@ -230,7 +272,7 @@ class _Index:
             i = queue[head]
             head += 1
             di = depth[i] + 1
-            for k in range(start[i], start[i + 1]):
+            for k in range(rstart[i], rstart[i + 1]):
                 j = succ[k]
                 if depth[j] < di:
                     depth[j] = di
@@ -259,22 +301,38 @@ def detect(
     ids that take no part; ``ledger`` maps (tool, idempotency key) to the call
     that started it LIVE in an earlier run.
     """
-    return _Detector(calls, set(rejected), policy, ledger or {}, dependency_problems).run()
+    table = CallTable.from_calls(calls)
+    return detect_table(table, _positions(table.ids, rejected), policy, ledger=ledger,
+                        dependency_problems=dependency_problems)
+
+
+def detect_table(
+    table: CallTable,
+    rejected: set[int],
+    policy: Policy,
+    *,
+    ledger: Mapping[tuple[str, str], str] | None = None,
+    dependency_problems: Sequence[DependencyProblem] = (),
+) -> Detection:
+    """:func:`detect` over a :class:`CallTable`; ``rejected`` are positions."""
+    return _Detector(table, rejected, policy, ledger or {}, dependency_problems).run()
 
 
 class _Detector:
-    def __init__(self, calls: Sequence[Call], rejected: set[str], policy: Policy,
+    def __init__(self, table: CallTable, rejected: set[int], policy: Policy,
                  ledger: Mapping[tuple[str, str], str],
                  dependency_problems: Sequence[DependencyProblem]) -> None:
-        self.x = _Index(calls, rejected)
+        self.x = _Index(table, rejected)
+        self.t = table
         self.policy = policy
         self.ledger = ledger
         self.dependency_problems = dependency_problems
-        n = len(calls)
+        n = len(table.ids)
         self.cancelled = bytearray(n)
         self.groups: list[_Group] = []
         self.edges: list[int] = []  # a * n + b: a before b
         self._edge_seen: set[int] = set()
+        self.contract_of = dict(zip(table.tools, table.contracts))  # tool name -> contract
         self._build_resource_index()
 
     # ------------------------------------------------------------ index
@@ -282,63 +340,67 @@ class _Detector:
     def _build_resource_index(self) -> None:
         """resource -> entries ``2*i + is_write`` in chain order; first appearance by seq.
 
-        A call that reads and writes one resource counts as a writer there.
+        One pass in submission order (the calls' memory order), then each
+        shared resource's short list is put in chain order. A call that reads
+        and writes one resource counts as a writer there.
         """
-        x = self.x
-        calls, alive = x.calls, x.alive
+        x, t = self.x, self.t
+        alive = x.alive
         first: dict[str, int] = {}  # resource -> (seq << 16) | position in that call's accesses
-        odd: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # calls needing dedup
-        for i, c in enumerate(calls):
+        # A resource one call touches keeps a bare int (no list): under skew most do.
+        index: dict[str, Any] = {}
+        partners, self.bare = self._mutex_pairs()
+        self.partners = partners
+        wanted = {tool for tool, c in self.contract_of.items() if c.max_concurrency is not None}
+        wanted.update(tool for pair in self.bare for tool in pair)
+        by_tool: dict[str, list[int]] = {tool: [] for tool in wanted}
+        tools = t.tools
+        for i, (reads, writes) in enumerate(zip(t.reads, t.writes)):
             if not alive[i]:
                 continue
-            reads, writes = c.reads, c.writes
             if len(reads) + len(writes) > 1 and len(set(reads + writes)) < len(reads) + len(writes):
                 writes = tuple(dict.fromkeys(writes))
                 reads = tuple(r for r in dict.fromkeys(reads) if r not in writes)
-                odd[i] = (reads, writes)
             sub = i << 16
-            for r in reads:
-                if r not in first:
-                    first[r] = sub
-                sub += 1
-            for r in writes:
-                if r not in first:
-                    first[r] = sub
-                sub += 1
-        # A resource one call touches keeps a bare int (no list): under skew most do.
-        index: dict[str, Any] = {}
-        by_tool: dict[str, list[int]] = {}
-        for i in x.order:
-            c = calls[i]
-            reads, writes = odd[i] if i in odd else (c.reads, c.writes)
             e = i << 1
             for r in reads:
                 lst = index.get(r)
                 if lst is None:
                     index[r] = e
+                    first[r] = sub
                 elif lst.__class__ is int:
                     index[r] = [lst, e]
                 else:
                     lst.append(e)
+                sub += 1
             e += 1
             for r in writes:
                 lst = index.get(r)
                 if lst is None:
                     index[r] = e
+                    first[r] = sub
                 elif lst.__class__ is int:
                     index[r] = [lst, e]
                 else:
                     lst.append(e)
-            lst = by_tool.get(c.tool)
-            if lst is None:
-                by_tool[c.tool] = [i]
-            else:
-                lst.append(i)
+                sub += 1
+            if wanted and tools[i] in wanted:
+                by_tool[tools[i]].append(i)
+        rank, order = x.rank, x.order
+        shared = []
+        for r in first:  # first-appearance order
+            lst = index[r]
+            if lst.__class__ is list:
+                # to chain order: sort plain ints (rank, is_write), then back to positions
+                ranked = sorted([(rank[e >> 1] << 1) | (e & 1) for e in lst])
+                index[r] = [(order[e >> 1] << 1) | (e & 1) for e in ranked]
+                shared.append(r)
+        for lst in by_tool.values():
+            lst.sort(key=rank.__getitem__)
         self.first = first
         self.index = index
         self.by_tool = by_tool
-        # Resources in first-appearance order that more than one call touches.
-        self.shared = [r for r in first if index[r].__class__ is list]
+        self.shared = shared  # resources more than one call touches, by first appearance
 
     # ------------------------------------------------------------ helpers
 
@@ -490,7 +552,7 @@ class _Detector:
         for p in self.dependency_problems:
             members = [pos[c] for c in p.calls if c in pos]
             g = _Group(CT.DEPENDENCY, p.resource, self._key(p.resource, CT.DEPENDENCY, members or [0]),
-                       p.calls, s, "rejected", dict(p.detail))
+                       members, p.calls, s, "rejected", dict(p.detail))
             self.groups.append(g)
             if not p.rejected_deps:
                 continue
@@ -505,11 +567,19 @@ class _Detector:
 
     def _duplicates(self, s: Strategy, cancel: bool) -> None:
         x = self.x
-        calls, alive, ids, prio = x.calls, x.alive, x.ids, x.prio
+        alive, ids, prio = x.alive, x.ids, x.prio
+        irreversible = {tool for tool, c in self.contract_of.items() if is_irreversible(c)}
         groups: dict[tuple[str, str], list[int]] = {}
-        for i, c in enumerate(calls):
-            if alive[i] and not self.cancelled[i] and is_irreversible(c.contract):
-                groups.setdefault((c.tool, c.idempotency_key), []).append(i)
+        if irreversible:
+            keys, cancelled = self.t.keys, self.cancelled
+            for i, tool in enumerate(self.t.tools):
+                if tool in irreversible and alive[i] and not cancelled[i]:
+                    k = (tool, keys[i])
+                    lst = groups.get(k)
+                    if lst is None:
+                        groups[k] = [i]
+                    else:
+                        lst.append(i)
         kind = CT.DUPLICATE_IRREVERSIBLE
         for (tool, key), members in groups.items():
             holder = self.ledger.get((tool, key))
@@ -517,7 +587,7 @@ class _Detector:
                 continue
             resource = f"idempotency:{tool}:{key}"
             members.sort(key=x.rank.__getitem__)  # chain order
-            g = _Group(kind, resource, self._key(resource, kind, members), self._ids(members), s, "", {})
+            g = _Group(kind, resource, self._key(resource, kind, members), members, self._ids(members), s, "", {})
             self.groups.append(g)
             if not cancel:
                 self._ordered(g, members, self._chain_needs(members))
@@ -550,7 +620,7 @@ class _Detector:
             needs = self._chain_needs(members)
             if not needs:
                 continue
-            g = _Group(kind, r, self._key(r, kind, members), self._ids(members), s, "", {})
+            g = _Group(kind, r, self._key(r, kind, members), members, self._ids(members), s, "", {})
             self.groups.append(g)
             if ties is None:
                 self._ordered(g, members, needs)
@@ -572,13 +642,13 @@ class _Detector:
             if not needs:
                 continue
             members = [e >> 1 for e in entries]
-            g = _Group(kind, r, self._key(r, kind, members), self._ids(members), s, "", {})
+            g = _Group(kind, r, self._key(r, kind, members), members, self._ids(members), s, "", {})
             self.groups.append(g)
             if ties is None:
-                writers = [e >> 1 for e in entries if e & 1]
-                # Readers are placed between writers; the writers' own chain is
-                # write_write's, added here too so the placement always holds (I6).
-                self._ordered(g, members, self._chain_needs(writers) + needs)
+                # Readers sit between writers; the writers' own chain is write_write's,
+                # over the same survivors: serialize/escalate/tie chain them, a
+                # priority win leaves one writer. Either way the placement holds (I6).
+                self._ordered(g, members, needs)
                 g.detail["readers"] = self._ids(e >> 1 for e in entries if not e & 1)
             else:
                 writer = {e >> 1 for e in entries if e & 1}
@@ -589,7 +659,7 @@ class _Detector:
     def _mutex_pairs(self) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
         """Conflicting tool pairs (either direction), and the pairs of tools that
         declare no resources at all (they conflict on ``tools:A|B``)."""
-        tools = {t.name: t for t in (c.contract for c in self.x.calls)}
+        tools = {t.name: t for t in self.contract_of.values()}
         partners: dict[str, set[str]] = {}
         for t in tools.values():
             for u in t.conflicts_with:
@@ -608,17 +678,17 @@ class _Detector:
         return partners, bare
 
     def _mutex(self, s: Strategy, ties: list | None) -> None:
-        partners, bare = self._mutex_pairs()
+        partners, bare = self.partners, self.bare
         if not partners:
             return
         x = self.x
-        calls, c = x.calls, self.cancelled
+        tools, c = self.t.tools, self.cancelled
         for r in self.shared:
             present: dict[str, int] = {}
             for e in self.index[r]:
                 i = e >> 1
                 if not c[i]:
-                    t = calls[i].tool
+                    t = tools[i]
                     if t in partners:
                         present[t] = present.get(t, 0) + 1
             if len(present) < 1:
@@ -629,7 +699,7 @@ class _Detector:
                         continue
                     pair = {a, b}
                     members = [e >> 1 for e in self.index[r]
-                               if not c[e >> 1] and calls[e >> 1].tool in pair]
+                               if not c[e >> 1] and tools[e >> 1] in pair]
                     self._mutex_group(s, r, (a, b), members, ties)
         for a, b in bare:
             pair = {a, b}
@@ -642,23 +712,23 @@ class _Detector:
     def _mutex_group(self, s: Strategy, resource: str, pair: tuple[str, str], members: list[int],
                      ties: list | None) -> None:
         a, b = pair
-        calls = self.x.calls
+        tools = self.t.tools
         if len(members) < 2:
             return
-        if a != b and len({calls[i].tool for i in members}) < 2:
+        if a != b and len({tools[i] for i in members}) < 2:
             return
         needs = self._chain_needs(members)
         if not needs:
             return
         kind = CT.MUTUALLY_EXCLUSIVE
-        g = _Group(kind, resource, self._key(resource, kind, members), self._ids(members), s, "", {})
+        g = _Group(kind, resource, self._key(resource, kind, members), members, self._ids(members), s, "", {})
         g_tools = [a, b] if a != b else [a]
         self.groups.append(g)
         if ties is None:
             self._ordered(g, members, needs)
             g.detail["tools"] = g_tools
             return
-        side = (lambda i: calls[i].tool) if a != b else int
+        side = tools.__getitem__ if a != b else int
         if self._priority(g, members, side):
             g.detail["tools"] = g_tools
         else:
@@ -667,7 +737,7 @@ class _Detector:
 
     def _tie(self, kind: ConflictType, resource: str, pair: Any, top: int) -> None:
         """A priority tie, escalated: recomputed over the calls that survived pass 1."""
-        c, calls = self.cancelled, self.x.calls
+        c, tools = self.cancelled, self.t.tools
         if kind is CT.WRITE_WRITE:
             members = [e >> 1 for e in self.index[resource] if e & 1 and not c[e >> 1]]
             needs = self._chain_needs(members) if len(members) > 1 else []
@@ -675,37 +745,34 @@ class _Detector:
             entries = [e for e in self.index[resource] if not c[e >> 1]]
             members = [e >> 1 for e in entries]
             needs = self._reader_needs(entries) if len({e & 1 for e in entries}) > 1 else []
-            if needs:
-                needs = self._chain_needs([e >> 1 for e in entries if e & 1]) + needs
         else:
             a, b = pair
             if self.index.get(resource).__class__ is list:
                 members = [e >> 1 for e in self.index[resource]
-                           if not c[e >> 1] and calls[e >> 1].tool in pair]
+                           if not c[e >> 1] and tools[e >> 1] in pair]
             else:
                 members = sorted((i for t in {a, b} for i in self.by_tool.get(t, ()) if not c[i]),
                                  key=self.x.rank.__getitem__)
-            sides = len({calls[i].tool for i in members})
+            sides = len({tools[i] for i in members})
             needs = self._chain_needs(members) if len(members) > 1 and (a == b or sides > 1) else []
         if not needs:
             return
-        g = _Group(kind, resource, self._key(resource, kind, members), self._ids(members),
+        g = _Group(kind, resource, self._key(resource, kind, members), members, self._ids(members),
                    Strategy.PRIORITY, "", {})
         self.groups.append(g)
         self._ordered(g, members, needs, tie=top)
 
     def _capacity(self, s: Strategy) -> None:
         kind = CT.CAPACITY
-        calls = self.x.calls
         for tool, members in self.by_tool.items():
-            limit = calls[members[0]].contract.max_concurrency
-            if limit is None:
+            limit = self.contract_of[tool].max_concurrency
+            if limit is None or not members:
                 continue
             live = self._live(members)
             if len(live) <= limit:
                 continue
             resource = f"tool:{tool}"
-            g = _Group(kind, resource, self._key(resource, kind, live), self._ids(live), s,
+            g = _Group(kind, resource, self._key(resource, kind, live), live, self._ids(live), s,
                        f"queued (max_concurrency {limit})", {"max_concurrency": limit, "calls": len(live)})
             self.groups.append(g)
 
@@ -725,9 +792,10 @@ class _Detector:
             for i, tail in g.cancel:
                 cancelled.append((i, f"conflict {cid}{tail}"))
             if g.escalate is not None:
-                who = tuple(cc for cc in g.calls if not c[self.x.pos[cc]])
                 if g.kind is CT.DEPENDENCY:
-                    who = who[:1]
+                    who = g.calls[:1]
+                else:
+                    who = tuple(self.x.ids[i] for i in g.members if not c[i])
                 if who:
                     escalations.append(Escalation(cid, who, f"conflict {cid}{g.escalate}", g.drop_deps))
         cancelled.sort()

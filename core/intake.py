@@ -42,7 +42,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from interlock.core.calls import Call, IntakeResult
-from interlock.core.conflicts import DependencyProblem, detect
+from interlock.core.conflicts import CallTable, DependencyProblem, detect_table
 from interlock.core.errors import TemplateError
 from interlock.core.model import Catalog, Plan, PlanSet, Policy, Risk, Step, ToolContract, call_id
 from interlock.core.resources import Template, parse, render_value
@@ -78,9 +78,6 @@ def intake(
     return _Intake(plans, catalog, policy, ledger).run()
 
 
-_NO_DEPS: tuple[int, ...] = ()
-
-
 class _Deps:
     """Every call's dependencies (call indices) in CSR form: two flat int lists."""
 
@@ -89,10 +86,6 @@ class _Deps:
     def __init__(self) -> None:
         self.start = [0]
         self.flat: list[int] = []
-
-    def add(self, deps: Sequence[int]) -> None:
-        self.flat.extend(deps)
-        self.start.append(len(self.flat))
 
     def __len__(self) -> int:
         return len(self.start) - 1
@@ -138,8 +131,10 @@ class _Intake:
         ids = self.ids
         rejected = {ids[i]: "; ".join(self.reasons[i]) for i in sorted(self.reasons)}
         self._rejected_deps(rejected)
-        found = detect(calls, rejected, self.policy, ledger=self.ledger,
-                       dependency_problems=self.problems)
+        table = CallTable(ids, self._prio, self._tools, self._contracts, self._reads, self._writes,
+                          self._keys, self.deps.start, self.deps.flat)
+        found = detect_table(table, set(self.reasons), self.policy, ledger=self.ledger,
+                             dependency_problems=self.problems)
         return IntakeResult(
             calls=tuple(calls),
             rejected=rejected,
@@ -152,28 +147,25 @@ class _Intake:
     # ---------------------------------------------------------------- Rule 1
 
     def _enumerate(self) -> None:
-        primary: set[str] = set()
+        plan_first = self.plan_first
         for pi, plan in enumerate(self.plans):
-            if plan.plan_id not in self.plan_first:
-                self.plan_first[plan.plan_id] = pi
-                seen: set[str] = set()
-                for step in plan.steps:
-                    if step.id not in seen:
-                        seen.add(step.id)
-                        primary.add(call_id(plan.plan_id, step.id))
-        used = primary
-        plan_of, all_steps, ids = self.plan_of, self.steps, self.ids
+            plan_first.setdefault(plan.plan_id, pi)
+        used: set[str] | None = None  # every id a step really has; built at the first repeat
+        plan_of, all_steps, ids, steps = self.plan_of, self.steps, self.ids, self.step_index
         for pi, plan in enumerate(self.plans):
-            repeated_plan = self.plan_first[plan.plan_id] != pi
-            steps = self.step_index
+            pid = plan.plan_id
+            repeated_plan = plan_first[pid] != pi
             for step in plan.steps:
                 i = len(ids)
-                cid = call_id(plan.plan_id, step.id)
-                where = f"{pi}:{step.id}"
+                sid = step.id
+                cid = f"{pid}/{sid}"
+                where = f"{pi}:{sid}"
                 repeated_step = where in steps
                 if not repeated_step:
                     steps[where] = i
                 if repeated_plan or repeated_step:
+                    if used is None:
+                        used = self._primary_ids()
                     n = 2
                     while f"{cid}#{n}" in used:
                         n += 1
@@ -183,11 +175,18 @@ class _Intake:
                 all_steps.append(step)
                 ids.append(cid)
                 if repeated_plan:
-                    first = self.plan_first[plan.plan_id]
-                    self.reject(i, f"duplicate plan id '{plan.plan_id}': plan #{pi + 1} in the file "
-                                   f"repeats plan #{first + 1}")
+                    self.reject(i, f"duplicate plan id '{pid}': plan #{pi + 1} in the file "
+                                   f"repeats plan #{plan_first[pid] + 1}")
                 if repeated_step:
-                    self.reject(i, f"duplicate step id '{step.id}' in plan '{plan.plan_id}'")
+                    self.reject(i, f"duplicate step id '{sid}' in plan '{pid}'")
+
+    def _primary_ids(self) -> set[str]:
+        """Ids of every first occurrence: a generated ``#n`` id must not take one."""
+        out: set[str] = set()
+        for pi, plan in enumerate(self.plans):
+            if self.plan_first[plan.plan_id] == pi:
+                out.update(call_id(plan.plan_id, step.id) for step in plan.steps)
+        return out
 
     # ------------------------------------------------------------ Rules 2, 3
 
@@ -199,19 +198,25 @@ class _Intake:
         self._writes: list[tuple[str, ...]] = []
         self._keys: list[str] = []
         self._contracts: list[ToolContract] = []
+        self._prio: list[int] = []
+        self._tools: list[str] = []
         denied = {name for name, o in policy.tools.items() if o.deny}
+        by_name = catalog.by_name
+        flat, start = self.deps.flat, self.deps.start
         for i, step in enumerate(self.steps):
             plan = plans[self.plan_of[i]]
             if plan.priority < 0:
                 self.reject(i, f"plan {plan.plan_id}: priority must be >= 0, got {plan.priority}")
             tool = step.tool
-            contract = catalog.get(tool)
+            contract = by_name.get(tool)
             if contract is None:
                 self.reject(i, f"tool '{tool}' is not in the catalog")
                 contract = ToolContract(name=tool, risk=Risk.HIGH)
             if tool in denied:
                 self.reject(i, f"policy denies tool {tool}")
             self._contracts.append(contract)
+            self._prio.append(plan.priority)
+            self._tools.append(tool)
             # resources
             tpl = templates.get(tool)
             if tpl is None:
@@ -233,7 +238,7 @@ class _Intake:
             self._keys.append(key)
             # dependencies
             if not step.after:
-                self.deps.add(_NO_DEPS)
+                start.append(len(flat))
             else:
                 deps: list[int] = []
                 for ref in step.after:
@@ -245,7 +250,8 @@ class _Intake:
                         missing.setdefault(qualified, []).append(i)
                     elif j not in deps:
                         deps.append(j)
-                self.deps.add(deps)
+                flat.extend(deps)
+                start.append(len(flat))
         for ref, who in missing.items():
             ids = tuple(self.ids[i] for i in who)
             self.problems.append(DependencyProblem(
