@@ -34,6 +34,16 @@ Rule 4 (cancel first, order second): strategies that cancel (``priority``,
 Rule 5 (escalate still orders): an escalated group also gets its chain, so if
     the approval gate grants it the calls still never overlap (I6); denied
     or timed out, the orchestrator cancels them.
+Rule 6 (duplicates, I4): calls of one irreversible tool with one idempotency
+    key form a group (resource ``idempotency:<tool>:<key>``) when there are
+    two or more, or when the ledger says another call started the key LIVE
+    in an earlier run. ``deduplicate`` keeps one (highest priority, then
+    submission order), or none if the ledger holder is someone else; the
+    holder itself (a resumed call, same id) is never its own duplicate.
+Rule 7 (mutual exclusion): a chain over every call of the two tools on the
+    shared resource (``tools:A|B`` when neither declares resources) -- it
+    also orders calls of the same tool, which is conservative but keeps the
+    edges linear.
 
 Conflict ids ``C0001``... follow the records' order: resources by first
 appearance (seq of the first accepted call touching it, then its position in

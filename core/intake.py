@@ -38,18 +38,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from interlock.core.calls import Call, IntakeResult
 from interlock.core.conflicts import CallTable, DependencyProblem, detect_table
 from interlock.core.errors import TemplateError
-from interlock.core.model import Catalog, Plan, PlanSet, Policy, Risk, Step, ToolContract, call_id
+from interlock.core.model import Catalog, PlanSet, Policy, Risk, Step, ToolContract, call_id
 from interlock.core.resources import Template, parse, render_value
 
 __all__ = ["intake", "default_idempotency_key"]
 
-_NO_LEDGER: Mapping[tuple[str, str], str] = MappingProxyType({})
+_NO_LEDGER: Mapping[tuple[str, str], str] = {}  # never mutated
 #: ``audit.canonical_json``'s settings in one reusable encoder: ``json.dumps``
 #: with options builds a new encoder per call, a third of a key's cost.
 #: tests/unit/test_intake.py checks that both give the same text.
