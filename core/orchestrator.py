@@ -81,6 +81,7 @@ class CallRecord:
         "approved_by", "pending_deps", "pending_order", "pending_escalations",
         "dependents", "successors", "rule", "reason", "result", "started_at",
         "completed", "claimed", "claim_pending", "conflicted", "decision", "answer", "mode_rule",
+        "request_id",
     )
 
     def __init__(self, call: Call) -> None:
@@ -107,6 +108,7 @@ class CallRecord:
         self.decision: Decision | None = None
         self.answer: tuple[bool, str, str, str] | None = None  # (granted, by, rule, reason)
         self.mode_rule = ""  # the rule that chose the mode of the latest attempt
+        self.request_id: str | None = None  # its pending LIVE approval request, if any
 
 
 @attrs.define
@@ -155,6 +157,12 @@ class Orchestrator:
         self.monitor = monitor if monitor is not None else Monitor(policy)
         self.calls: dict[str, CallRecord] = {}
         self.order: list[str] = []
+        self._by_plan: dict[str, list[CallRecord]] = {}  # submission order within each plan
+        # Counters behind `done`, kept as things open and close: checking them must
+        # not cost a scan of every call after every event (quadratic at 100k calls).
+        self._open_calls = 0  # calls not in a FINAL state
+        self._open_approvals = 0
+        self._rollbacks_in_flight = 0
         self.transitions: list[TransitionRecord] = []
         self.executions: list[ExecutionRecord] = []
         self.conflicts: list[ConflictRecord] = []
@@ -168,6 +176,7 @@ class Orchestrator:
         self._blocked_by_tool: dict[str, list[tuple[int, int, str]]] = {}
         self._running = 0
         self._running_by_tool: dict[str, int] = {}
+        self._freed: set[str] = set()
         self._completions = 0
         self._sagas: dict[str, _Saga] = {}
         self._failed_plans: set[str] = set()
@@ -187,13 +196,8 @@ class Orchestrator:
     @property
     def done(self) -> bool:
         """Every call is final, nothing is running, pending or being compensated (I9)."""
-        if not self._submitted:
-            return False
-        if self._running or any(s.current for s in self._sagas.values()):
-            return False
-        if any(not a.answered for a in self._approvals.values()):
-            return False
-        return all(r.state in FINAL for r in self.calls.values())
+        return (self._submitted and self._open_calls == 0 and self._running == 0
+                and self._rollbacks_in_flight == 0 and self._open_approvals == 0)
 
     def exit_code(self) -> int:
         """0 when every call ended as planned (succeeded), else 1 (SPEC section 11)."""
@@ -228,6 +232,8 @@ class Orchestrator:
             rec.conflicted = call.call_id in conflicted
             self.calls[call.call_id] = rec
             self.order.append(call.call_id)
+            self._open_calls += 1
+            self._by_plan.setdefault(call.plan_id, []).append(rec)
         for cid in self.order:
             rec = self.calls[cid]
             if cid in res.rejected:
@@ -275,6 +281,7 @@ class Orchestrator:
                 deadline=now + self.policy.approval.timeout_s,
             )
             self._approvals[req.request_id] = _Approval(req)
+            self._open_approvals += 1
             self._escalation_of[req.request_id] = esc
             out.append(req)
         for cid, reason in res.cancelled.items():
@@ -308,7 +315,7 @@ class Orchestrator:
                             "granted": granted, "by": by, "reason": reason, "now": now})
         if appr.answered:
             return []  # a late answer after a timeout: the timeout already decided
-        appr.answered = True
+        self._close_approval(appr)
         out: list[Command] = []
         if appr.request.kind == "conflict":
             out.extend(self._escalation_answered(request_id, granted, by, now, reason))
@@ -336,6 +343,20 @@ class Orchestrator:
         rec = self._rec(call_id)
         if not rec.claim_pending:
             raise OrchestrationError(f"call {call_id!r} has no pending intent claim")
+        if any(self.calls[d].state is not S.SUCCEEDED for d in rec.call.deps if d in self.calls
+               and self.calls[d].state is not S.REJECTED):
+            # A dependency was undone while the claim was out (I5): give the key back.
+            self.events.append({"event": "intent_answered", "call_id": call_id, "holder": holder,
+                                "now": now})
+            rec.claim_pending = False
+            self._release_slot(rec)
+            out: list[Command] = []
+            if holder is None or holder == call_id:
+                out.append(ReleaseIntent(call_id, rec.call.idempotency_key))
+            out.extend(self._cancel(rec, now, "dependency_failed", "a dependency was rolled back"))
+            out.extend(self._pump(now))
+            out.extend(self._finish_if_done())
+            return out
         self.events.append({"event": "intent_answered", "call_id": call_id, "holder": holder,
                             "now": now})
         rec.claim_pending = False
@@ -428,6 +449,7 @@ class Orchestrator:
             self.alerts.append(alert)
             out.append(alert)
         saga.current = None
+        self._rollbacks_in_flight -= 1
         out.extend(self._saga_step(saga, now))
         out.extend(self._pump(now))
         out.extend(self._finish_if_done())
@@ -493,7 +515,7 @@ class Orchestrator:
                     self._release_slot(rec)
                 out.extend(self._cancel(rec, now, "run_aborted", reason))
         for appr in self._approvals.values():
-            appr.answered = True
+            self._close_approval(appr)
         for saga in self._sagas.values():
             saga.queue.clear()
         out.extend(self._finish_if_done())
@@ -550,8 +572,13 @@ class Orchestrator:
             r = self.calls[saga.current]
             spec = r.call.contract.rollback
             comp = self.catalog.get(spec.tool) if spec else None
-            out.append(Rollback(saga.current, spec.tool if spec else "", saga.rollback_args,
-                                comp.timeout_s if comp else 30.0))
+            if comp is not None and comp.idempotent:
+                out.append(Rollback(saga.current, spec.tool, saga.rollback_args, comp.timeout_s))
+            else:
+                # The compensation may have run; a non-idempotent one is not run again (I7).
+                out.extend(self.rollback_finished(saga.current, ExecutionResult(
+                    ok=False, lost=True,
+                    error="interlock stopped during the rollback; its outcome is unknown: check by hand"), now))
         for rec in running:
             call = rec.call
             d = self._decide(rec)
@@ -581,6 +608,7 @@ class Orchestrator:
         src = rec.state
         dst = CONTROLLER.fire(src, trigger, guards, call_id=rec.call.call_id)
         rec.state = dst
+        self._open_calls += (src in FINAL) - (dst in FINAL)
         rec.rule = rule
         call = rec.call
         self.transitions.append(TransitionRecord(
@@ -589,6 +617,11 @@ class Orchestrator:
             dst=dst.value, rule=rule, detail=detail,
         ))
         return dst
+
+    def _close_approval(self, appr: _Approval) -> None:
+        if not appr.answered:
+            appr.answered = True
+            self._open_approvals -= 1
 
     def _record_system(self, prev: SystemState, trigger: str, now: float, reason: str, by: str) -> None:
         self.transitions.append(TransitionRecord(
@@ -640,6 +673,19 @@ class Orchestrator:
         """Dispatch ready calls in priority-then-submission order within the limits."""
         out: list[Command] = []
         limit = self.policy.max_concurrency
+        # Tools with free slots hand them to the best calls waiting for them: as many
+        # as there are free slots (re-queueing every blocked call would be quadratic).
+        while self._freed:
+            tool = self._freed.pop()
+            blocked = self._blocked_by_tool.get(tool)
+            tlimit = self._tool_limit(tool)
+            free = (tlimit or 0) - self._running_by_tool.get(tool, 0)
+            while blocked and free > 0:
+                entry = heapq.heappop(blocked)
+                waiting = self.calls[entry[2]]
+                if waiting.state is S.READY or (waiting.state is S.AWAITING_APPROVAL and waiting.answer):
+                    heapq.heappush(self._ready, entry)
+                    free -= 1
         while self._ready and self._running < limit:
             entry = heapq.heappop(self._ready)
             rec = self.calls[entry[2]]
@@ -649,7 +695,7 @@ class Orchestrator:
             tool = rec.call.tool
             tlimit = self._tool_limit(tool)
             if tlimit is not None and self._running_by_tool.get(tool, 0) >= tlimit:
-                self._blocked_by_tool.setdefault(tool, []).append(entry)
+                heapq.heappush(self._blocked_by_tool.setdefault(tool, []), entry)
                 continue
             if rec.state is S.READY:
                 out.extend(self._dispatch(rec, now))
@@ -668,10 +714,8 @@ class Orchestrator:
         self._running -= 1
         tool = rec.call.tool
         self._running_by_tool[tool] -= 1
-        blocked = self._blocked_by_tool.pop(tool, None)
-        if blocked:
-            for entry in blocked:
-                heapq.heappush(self._ready, entry)
+        if self._blocked_by_tool.get(tool):
+            self._freed.add(tool)  # _pump hands the free slots to the calls waiting for it
 
     def _needs_claim(self, rec: CallRecord, dest: State) -> bool:
         return dest is S.RUNNING_LIVE and not rec.call.contract.reversible and not rec.claimed
@@ -693,6 +737,8 @@ class Orchestrator:
                 deadline=now + self.policy.approval.timeout_s,
             )
             self._approvals[req.request_id] = _Approval(req)
+            self._open_approvals += 1
+            rec.request_id = req.request_id
             return [req]
         self._take_slot(rec)
         return self._start(rec, "dispatch", now)
@@ -771,10 +817,8 @@ class Orchestrator:
             r, ru, why = stack.pop()
             if r.state in FINAL:
                 continue
-            if r.state is S.AWAITING_APPROVAL:
-                for appr in self._approvals.values():
-                    if not appr.answered and appr.request.kind == "live" and appr.request.call_ids == (r.call.call_id,):
-                        appr.answered = True
+            if r.state is S.AWAITING_APPROVAL and r.request_id in self._approvals:
+                self._close_approval(self._approvals[r.request_id])
             self._fire(r, "cancel", frozenset(), now, ru, {"reason": why})
             r.reason = why
             out.append(Cancelled(r.call.call_id, r.state.value, why))
@@ -784,6 +828,17 @@ class Orchestrator:
                     stack.append((d, "dependency_failed",
                                   f"dependency {r.call.call_id} ended {r.state.value}"))
             out.extend(self._release_successors(r, now))
+        return out
+
+    def _cancel_unstarted_dependents(self, rec: CallRecord, now: float) -> list[Command]:
+        """I5: a dependency that is being undone no longer counts as succeeded; whatever
+        needed it and has not started yet never starts. (What already ran is not undone.)"""
+        out: list[Command] = []
+        for dep_id in rec.dependents:
+            d = self.calls[dep_id]
+            if d.state in (S.WAITING, S.READY, S.AWAITING_APPROVAL) and not d.claim_pending:
+                out.extend(self._cancel(d, now, "dependency_failed",
+                                        f"dependency {rec.call.call_id} is being rolled back"))
         return out
 
     def _release_successors(self, rec: CallRecord, now: float) -> list[Command]:
@@ -801,11 +856,10 @@ class Orchestrator:
         if state is S.READY:  # a retry: still holds its place in the order
             return out
         if state is S.SUCCEEDED:
-            for dep_id in rec.dependents:
+            for dep_id in rec.dependents:  # kept: a later rollback cancels those not started
                 d = self.calls[dep_id]
                 d.pending_deps -= 1
                 self._maybe_release(d, now)
-            rec.dependents = []
             self._release_successors(rec, now)
             saga = self._sagas.get(rec.call.plan_id)
             if saga is not None:
@@ -842,10 +896,8 @@ class Orchestrator:
         if rec.call.on_failure is OnFailure.KEEP:
             return []
         out: list[Command] = []
-        for cid in self.order:
-            r = self.calls[cid]
-            if r.call.plan_id == plan_id and r.state in (S.WAITING, S.READY, S.AWAITING_APPROVAL) \
-                    and not r.claim_pending:
+        for r in self._by_plan[plan_id]:
+            if r.state in (S.WAITING, S.READY, S.AWAITING_APPROVAL) and not r.claim_pending:
                 out.extend(self._cancel(r, now, "plan_failed",
                                         f"plan {plan_id} failed at {rec.call.call_id}; saga"))
         saga = _Saga(plan_id=plan_id, trigger_call=rec.call.call_id)
@@ -857,7 +909,7 @@ class Orchestrator:
         """Start or continue compensation once no call of the plan is running (Rule D)."""
         if saga.current is not None:
             return []
-        plan_calls = [self.calls[c] for c in self.order if self.calls[c].call.plan_id == saga.plan_id]
+        plan_calls = self._by_plan[saga.plan_id]
         if any(r.state in RUNNING or r.claim_pending for r in plan_calls):
             return []
         out: list[Command] = []
@@ -886,6 +938,7 @@ class Orchestrator:
             except (KeyError, ValueError, TypeError) as exc:
                 self._fire(r, "rollback", guards, now, "saga.rollback",
                            {"trigger_call": saga.trigger_call})
+                out.extend(self._cancel_unstarted_dependents(r, now))
                 self._fire(r, "rollback_error", frozenset(), now, "saga.rollback_failed",
                            {"error": f"cannot build rollback args: {exc}"})
                 self.rollbacks.append(RollbackEvent(
@@ -899,7 +952,9 @@ class Orchestrator:
                 continue
             self._fire(r, "rollback", guards, now, "saga.rollback",
                        {"trigger_call": saga.trigger_call, "tool": spec.tool, "args": args})
+            out.extend(self._cancel_unstarted_dependents(r, now))
             saga.current = cid
+            self._rollbacks_in_flight += 1
             saga.rollback_started_at = now
             saga.rollback_args = args
             comp = self.catalog.get(spec.tool)

@@ -125,6 +125,7 @@ class OrchestratorMachine(RuleBasedStateMachine):
     def _take(self, cmds):
         for cmd in cmds:
             note(repr(cmd))
+            self.history = (getattr(self, "history", []) + [type(cmd).__name__ + ":" + str(getattr(cmd, "call_id", ""))])[-25:]
             if isinstance(cmd, (Execute, ClaimIntent, Rollback)):
                 rec = self.orch.calls[cmd.call_id]
                 if not isinstance(cmd, Rollback):
@@ -235,6 +236,8 @@ class OrchestratorMachine(RuleBasedStateMachine):
         again.replay_events(self.planset, self.orch.events)
         assert again.transitions == self.orch.transitions
         self.orch = again
+        # A compensation in flight at the crash is asked again (once) if its tool is idempotent.
+        self.rolled_back = [c for c in self.rolled_back if again.calls[c].state is not State.ROLLING_BACK]
         self.outstanding = []
         self.running = set()
         self.now += 1  # (RunFinished, if it was emitted before the crash, is not emitted again)
@@ -266,6 +269,14 @@ class OrchestratorMachine(RuleBasedStateMachine):
             if t.call_id in seen:
                 assert seen[t.call_id] == t.src, (seen[t.call_id], t)
             seen[t.call_id] = t.dst
+
+    @invariant()
+    def done_counters_match_their_definition(self):
+        """`done` is kept by counters (O(1) per event); they must equal the definition."""
+        o = self.orch
+        assert o._open_calls == sum(1 for r in o.calls.values() if r.state not in FINAL)
+        assert o._open_approvals == sum(1 for a in o._approvals.values() if not a.answered)
+        assert o._rollbacks_in_flight == sum(1 for s in o._sagas.values() if s.current is not None)
 
     @invariant()
     def saga_order(self):
@@ -306,7 +317,10 @@ class OrchestratorMachine(RuleBasedStateMachine):
                              if t.call_id in stuck]
                     raise AssertionError(f"stuck: nothing outstanding but the run is not done: {stuck}"
                                          f" edges={self.orch.intake_result.order_edges} trail={trail}"
-                                         f" events={self.orch.events[-6:]}")
+                                         f" events={self.orch.events[-8:]} history={self.history}"
+                                         f" ready={self.orch._ready} blocked={self.orch._blocked_by_tool}"
+                                         f" running={self.orch._running} by_tool={self.orch._running_by_tool}"
+                                         f" limit={self.policy.max_concurrency}")
                 continue
             cmd = self.outstanding.pop(0)
             self.now += 1
