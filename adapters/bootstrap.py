@@ -119,7 +119,8 @@ class Runtime:
             reg.load_entry_points()
         for spec in tools:
             reg.load_module(spec)
-        inputs = {"catalog": _file_input(catalog), "policy": _file_input(policy) if policy else None}
+        inputs = {"catalog": _file_input(catalog),
+                  "policy": _file_input(policy) if policy else {"path": None, "sha256": None}}
         clock: Clock = FakeClock() if fake_clock else SystemClock()
         return cls(catalog=cat, policy=pol, registry=reg, approvals=approvals, clock=clock,
                    state_dir=state_dir, seed=seed, inputs=inputs, tools=tuple(tools), **kw)
@@ -163,7 +164,7 @@ class Runtime:
         planset = self.load_plans(plans)
         if out is not None:
             prepare_out_dir(out)  # nothing runs when the outputs cannot be kept
-        digests = {k: v["sha256"] for k, v in self.inputs.items() if v}
+        digests = {k: v["sha256"] for k, v in self.inputs.items() if v and v.get("sha256")}
         run_id = run_id or make_run_id(self.clock, seed=self.seed, digests=digests)
         store = open_store(self.state_dir) if self.state_dir is not None else None
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from interlock.adapters.cli import EXIT_OK, EXIT_PROBLEMS, UsageProblem
 from interlock.adapters.outputs import OUTPUTS
+from interlock.core.errors import InterlockError
 from interlock.core.replay import ReplayResult, compare_with_summary, parse_jsonl, replay_states
 
 DESCRIPTION = """\
@@ -60,9 +61,42 @@ def load_run(run_dir: Path) -> tuple[list[dict[str, Any]], list[str], dict[str, 
     return records, [f"{OUTPUTS.transitions}: {p}" for p in problems], summary
 
 
-def differences(result: ReplayResult, summary: dict[str, Any]) -> dict[str, list[str]]:
-    """Check name -> its differences (an empty list: that check matches)."""
-    return {"final states": compare_with_summary(result, summary)}
+def differences(result: ReplayResult, summary: dict[str, Any], records: list[dict[str, Any]],
+                run_dir: Path) -> dict[str, list[str]]:
+    """Check name -> its differences (an empty list: that check matches).
+
+    The metrics are recomputed from the logs alone (I10): executions and rollbacks
+    from their JSONL files, LIVE approval answers from the transitions (in the order
+    the monitor saw them), conflicted calls from tool_conflicts.json, the window and
+    weights from the effective policy kept in the summary."""
+    from interlock.core.convert import structure
+    from interlock.core.model import Policy
+    from interlock.core.monitor import replay_metrics
+    from interlock.core.replay import compare_metrics
+
+    out = {"final states": compare_with_summary(result, summary)}
+    try:
+        policy = structure(summary.get("policy") or {"schema_version": 1}, Policy, "summary policy")
+        executions = _jsonl(run_dir / "tool_execution_log.jsonl")
+        rollbacks = _jsonl(run_dir / "rollback_events.jsonl")
+        conflicts = json.loads((run_dir / "tool_conflicts.json").read_text(encoding="utf-8"))["conflicts"]
+    except (OSError, ValueError, KeyError, InterlockError) as exc:
+        out["metrics"] = [f"cannot recompute: {exc}"]
+        return out
+    approvals = [t["trigger"] == "approve" for t in records
+                 if t.get("from") == "awaiting_approval" and t.get("trigger") in ("approve", "deny")]
+    conflicted = {c for rec in conflicts for c in rec.get("calls", [])}
+    try:
+        recomputed = replay_metrics(executions, rollbacks, approvals, conflicted, policy)
+    except (KeyError, TypeError, ValueError) as exc:
+        out["metrics"] = [f"cannot recompute: a log line lacks a field ({exc})"]
+        return out
+    out["metrics"] = compare_metrics(recomputed, summary.get("metrics") or {})
+    return out
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"log: {len(log_problems)} invalid record(s):")
         for p in log_problems:
             print(f"  {p}")
-    for check, diffs in differences(result, summary).items():
+    for check, diffs in differences(result, summary, records, run_dir).items():
         if diffs:
             failed = True
             print(f"{check}: {len(diffs)} difference(s):")

@@ -114,6 +114,13 @@ class _Intake:
         self.step_index: dict[str, int] = {}
         self.problems: list[DependencyProblem] = []
         self._singles: dict[str, tuple[str]] = {}
+        self._reads: list[tuple[str, ...]] = []
+        self._writes: list[tuple[str, ...]] = []
+        self._keys: list[str] = []
+        self._contracts: list[ToolContract] = []
+        self._prio: list[int] = []
+        self._tools: list[str] = []
+        self._after: list[tuple[str, ...]] = []
 
     def reject(self, i: int, reason: str) -> None:
         have = self.reasons.get(i)
@@ -123,8 +130,8 @@ class _Intake:
             have.append(reason)
 
     def run(self) -> IntakeResult:
-        self._enumerate()
-        self._resolve()
+        self._scan()
+        self._link()
         self._cycles()
         calls = self._calls()
         ids = self.ids
@@ -143,17 +150,27 @@ class _Intake:
             conflicts=found.records,
         )
 
-    # ---------------------------------------------------------------- Rule 1
+    # ------------------------------------------------------------ Rules 1, 3
 
-    def _enumerate(self) -> None:
+    def _scan(self) -> None:
+        """One pass over the steps in submission order: ids (Rule 1), static
+        problems (Rule 3), resources and keys. References wait for
+        :meth:`_link`: they may point forward."""
+        catalog, policy, plans = self.catalog, self.policy, self.plans
         plan_first = self.plan_first
-        for pi, plan in enumerate(self.plans):
+        for pi, plan in enumerate(plans):
             plan_first.setdefault(plan.plan_id, pi)
         used: set[str] | None = None  # every id a step really has; built at the first repeat
         plan_of, all_steps, ids, steps = self.plan_of, self.steps, self.ids, self.step_index
-        for pi, plan in enumerate(self.plans):
+        templates: dict[str, tuple[list[Template], list[Template], str | None]] = {}
+        reads, writes, keys, contracts = self._reads, self._writes, self._keys, self._contracts
+        prio, tools, after = self._prio, self._tools, self._after
+        denied = {name for name, o in policy.tools.items() if o.deny}
+        by_name = catalog.by_name
+        for pi, plan in enumerate(plans):
             pid = plan.plan_id
             repeated_plan = plan_first[pid] != pi
+            priority = plan.priority
             for step in plan.steps:
                 i = len(ids)
                 sid = step.id
@@ -178,6 +195,39 @@ class _Intake:
                                    f"repeats plan #{plan_first[pid] + 1}")
                 if repeated_step:
                     self.reject(i, f"duplicate step id '{sid}' in plan '{pid}'")
+                # Rule 3
+                if priority < 0:
+                    self.reject(i, f"plan {pid}: priority must be >= 0, got {priority}")
+                tool = step.tool
+                contract = by_name.get(tool)
+                if contract is None:
+                    self.reject(i, f"tool '{tool}' is not in the catalog")
+                    contract = ToolContract(name=tool, risk=Risk.HIGH)
+                if tool in denied:
+                    self.reject(i, f"policy denies tool {tool}")
+                contracts.append(contract)
+                prio.append(priority)
+                tools.append(tool)
+                # resources
+                tpl = templates.get(tool)
+                if tpl is None:
+                    tpl = templates[tool] = _templates(contract)
+                reads_t, writes_t, bad = tpl
+                if bad is not None:
+                    self.reject(i, bad)
+                args = step.args
+                reads.append(self._expand(reads_t, args, i) if reads_t else ())
+                writes.append(self._expand(writes_t, args, i) if writes_t else ())
+                # idempotency key
+                key = step.idempotency_key
+                if key is None:
+                    try:
+                        key = default_idempotency_key(tool, args)
+                    except (TypeError, ValueError) as exc:
+                        self.reject(i, f"step {sid}: args cannot be written as canonical JSON ({exc})")
+                        key = hashlib.sha256(repr(args).encode("utf-8")).hexdigest()
+                keys.append(key)
+                after.append(step.after)
 
     def _primary_ids(self) -> set[str]:
         """Ids of every first occurrence: a generated ``#n`` id must not take one."""
@@ -187,70 +237,28 @@ class _Intake:
                 out.update(call_id(plan.plan_id, step.id) for step in plan.steps)
         return out
 
-    # ------------------------------------------------------------ Rules 2, 3
+    # ---------------------------------------------------------------- Rule 2
 
-    def _resolve(self) -> None:
-        catalog, policy, plans = self.catalog, self.policy, self.plans
-        templates: dict[str, tuple[list[Template], list[Template], str | None]] = {}
+    def _link(self) -> None:
+        """Resolve ``after`` into the CSR dependency lists; record missing ones."""
         missing: dict[str, list[int]] = {}
-        self._reads: list[tuple[str, ...]] = []
-        self._writes: list[tuple[str, ...]] = []
-        self._keys: list[str] = []
-        self._contracts: list[ToolContract] = []
-        self._prio: list[int] = []
-        self._tools: list[str] = []
-        denied = {name for name, o in policy.tools.items() if o.deny}
-        by_name = catalog.by_name
         flat, start = self.deps.flat, self.deps.start
-        for i, step in enumerate(self.steps):
-            plan = plans[self.plan_of[i]]
-            if plan.priority < 0:
-                self.reject(i, f"plan {plan.plan_id}: priority must be >= 0, got {plan.priority}")
-            tool = step.tool
-            contract = by_name.get(tool)
-            if contract is None:
-                self.reject(i, f"tool '{tool}' is not in the catalog")
-                contract = ToolContract(name=tool, risk=Risk.HIGH)
-            if tool in denied:
-                self.reject(i, f"policy denies tool {tool}")
-            self._contracts.append(contract)
-            self._prio.append(plan.priority)
-            self._tools.append(tool)
-            # resources
-            tpl = templates.get(tool)
-            if tpl is None:
-                tpl = templates[tool] = _templates(contract)
-            reads_t, writes_t, bad = tpl
-            if bad is not None:
-                self.reject(i, bad)
-            args = step.args
-            self._reads.append(self._expand(reads_t, args, i) if reads_t else ())
-            self._writes.append(self._expand(writes_t, args, i) if writes_t else ())
-            # idempotency key
-            key = step.idempotency_key
-            if key is None:
-                try:
-                    key = default_idempotency_key(tool, args)
-                except (TypeError, ValueError) as exc:
-                    self.reject(i, f"step {step.id}: args cannot be written as canonical JSON ({exc})")
-                    key = hashlib.sha256(repr(args).encode("utf-8")).hexdigest()
-            self._keys.append(key)
-            # dependencies
-            if not step.after:
-                start.append(len(flat))
-            else:
+        plan_of, plans = self.plan_of, self.plans
+        for i, refs in enumerate(self._after):
+            if refs:
                 deps: list[int] = []
-                for ref in step.after:
-                    j = self._lookup(self.plan_of[i], ref)
+                for ref in refs:
+                    j = self._lookup(plan_of[i], ref)
                     if j is None:
-                        qualified = ref if "/" in ref else call_id(plan.plan_id, ref)
-                        self.reject(i, f"plan {plan.plan_id} step {step.id}: dependency '{qualified}' "
+                        pid = plans[plan_of[i]].plan_id
+                        qualified = ref if "/" in ref else call_id(pid, ref)
+                        self.reject(i, f"plan {pid} step {self.steps[i].id}: dependency '{qualified}' "
                                        "does not exist")
                         missing.setdefault(qualified, []).append(i)
                     elif j not in deps:
                         deps.append(j)
                 flat.extend(deps)
-                start.append(len(flat))
+            start.append(len(flat))
         for ref, who in missing.items():
             ids = tuple(self.ids[i] for i in who)
             self.problems.append(DependencyProblem(

@@ -320,7 +320,6 @@ class Orchestrator:
         if appr.request.kind == "conflict":
             out.extend(self._escalation_answered(request_id, granted, by, now, reason))
         else:
-            self._on_anomalies(self.monitor.observe_approval(granted, now), now, out)
             rec = self.calls[appr.request.call_ids[0]]
             if rec.state is S.AWAITING_APPROVAL:
                 rule = "approval_granted" if granted else (
@@ -776,6 +775,9 @@ class Orchestrator:
         detail.update({"mode": mode.label, "attempt": rec.attempt + 1, "approved_by": rec.approved_by})
         rec.mode_rule = rule
         self._fire(rec, trigger, guards, now, rule, detail)
+        if trigger == "approve":
+            # Observed when the transition fires, so the log's order is the monitor's.
+            self._on_anomalies(self.monitor.observe_approval(True, now), now, out)
         rec.attempt += 1
         rec.started_at = now
         call = rec.call
@@ -792,10 +794,12 @@ class Orchestrator:
         dest = CONTROLLER.fire(rec.state, "deny", guards, call_id=rec.call.call_id)
         detail = decision.provenance()
         detail.update({"by": by, "reason": reason, "on_denied": on_denied.value})
+        out: list[Command] = []
+        self._on_anomalies(self.monitor.observe_approval(False, now), now, out)
         if dest is S.CANCELLED:
             self._fire(rec, "deny", guards, now, rule, detail)
             rec.reason = f"approval denied by {by}: {reason}".rstrip(": ")
-            out: list[Command] = [Cancelled(rec.call.call_id, rec.state.value, rec.reason)]
+            out.append(Cancelled(rec.call.call_id, rec.state.value, rec.reason))
             out.extend(self._after_settled(rec, now))
             return out
         mode = Mode(MODE_OF_STATE[dest])
@@ -806,8 +810,9 @@ class Orchestrator:
         rec.attempt += 1
         rec.started_at = now
         call = rec.call
-        return [Execute(call.call_id, call.tool, dict(call.args), mode, rec.attempt,
-                        call.contract.timeout_s)]
+        out.append(Execute(call.call_id, call.tool, dict(call.args), mode, rec.attempt,
+                           call.contract.timeout_s))
+        return out
 
     def _cancel(self, rec: CallRecord, now: float, rule: str, reason: str) -> list[Command]:
         """Cancel a call that has not started, then everything that needed it (Rule A)."""

@@ -169,6 +169,9 @@ def summary_schema() -> dict[str, Any]:
             "metrics": _ref("metrics"),
             "anomalies": {"type": "array", "items": _ref("anomaly")},
             "lock": _ref("lock"),
+            "policy": {"type": "object", "description": (
+                "the effective policy of the run (after --live and auto_tune), in the policy "
+                "file format of specs/schemas/policy.schema.json; replay recomputes the metrics with it")},
             "audit": _obj({
                 "transitions": _COUNT,
                 "head_hash": {**_HASH, "description": "hash of the last transition; GENESIS (64 zeros) when none"},

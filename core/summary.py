@@ -101,6 +101,9 @@ def build_summary(
         "metrics": orch.monitor.metrics(),
         "anomalies": [unstructure(a) for a in orch.anomalies],
         "lock": lock_doc(orch),
+        # The effective policy (after --live and auto_tune): what `replay` needs to
+        # recompute the metrics from the logs alone.
+        "policy": unstructure(orch.policy),
     }
 
 

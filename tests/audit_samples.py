@@ -47,11 +47,15 @@ def transitions() -> list[TransitionRecord]:
 
 
 def metrics(**override: Any) -> dict[str, Any]:
+    # What the sample's own logs give (`interlock replay` recomputes these):
+    # 1 of 2 succeeded; both calls are in the conflict; |mean(0.9, 0.5) - 0.5| = 0.2;
+    # latencies 10 and 15 ms; health = (0.35*0.5 + 0.15*0.5 + 0.10*0 + 0.25*0.8
+    # + 0.10*1000/1012.5) / 0.95 (approval unknown: its weight left out) = 57.765.
     m = {
-        "tool_success_rate": 0.5, "rollback_frequency": 0.5, "conflict_rate": 0.0,
-        "live_execution_ratio": 0.5, "confidence_drift": 0.12, "approval_rate": None,
-        "system_health_score": 71.5,
-        "execution_latency_ms": {"mean": 12.5, "p95": 20.0},
+        "tool_success_rate": 0.5, "rollback_frequency": 0.5, "conflict_rate": 1.0,
+        "live_execution_ratio": 0.5, "confidence_drift": 0.2, "approval_rate": None,
+        "system_health_score": 57.76478232618583,
+        "execution_latency_ms": {"mean": 12.5, "p95": 15.0},
         "samples": 2,
         "null_reasons": {"approval_rate": "no approval was requested"},
     }
@@ -105,7 +109,7 @@ def summary() -> dict[str, Any]:
         "counts": {"by_state": {"failed": 1, "rejected": 1, "rolled_back": 1},
                    "by_mode": {"dry_run": 1, "live": 1}},
         "conflicts": 1, "rollbacks": 1, "metrics": metrics(), "anomalies": [anomaly_dict()],
-        "lock": lock(),
+        "lock": lock(), "policy": {"schema_version": 1},
     }
 
 

@@ -78,7 +78,7 @@ def test_replay_matches(run_dir, capsys):
     assert main(["replay", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "replayed 12 transitions of 3 calls (lock: locked)" in out
-    assert "  rolled_back  1\n" in out and out.endswith("final states: match\n")
+    assert "  rolled_back  1\n" in out and out.endswith("final states: match\nmetrics: match\n")
 
 
 def test_replay_reports_a_summary_that_disagrees(run_dir, capsys):
