@@ -25,7 +25,7 @@ import attrs
 from interlock.adapters.approvals import CallableGate, DenyAll, RulesGate, TerminalPrompt, guarded
 from interlock.adapters.clocks import FakeClock, SystemClock
 from interlock.adapters.executors import Executor
-from interlock.adapters.loading import load_inputs, read_document
+from interlock.adapters.loading import Inputs, load_inputs, read_document
 from interlock.adapters.recovery import run_meta
 from interlock.adapters.registry import ToolRegistry, default_registry
 from interlock.adapters.runner import Runner, RunResult
@@ -112,6 +112,26 @@ class Runtime:
         if problems:
             raise LoadError(problems)
         assert cat is not None
+        inputs = {"catalog": _file_input(catalog),
+                  "policy": _file_input(policy) if policy else {"path": None, "sha256": None}}
+        return cls._build(cat, pol, inputs, approvals=approvals, tools=tools, entry_points=entry_points,
+                          live=live, fake_clock=fake_clock, seed=seed, state_dir=state_dir,
+                          registry=registry, **kw)
+
+    @classmethod
+    def from_inputs(cls, inputs: Inputs, **kw: Any) -> Runtime:
+        """From files already loaded and checked by ``load_inputs`` (what ``interlock run``
+        does: every problem of every file is reported before anything is built)."""
+        digests = {k: {"path": inputs.paths[k], "sha256": inputs.digests[k]} for k in inputs.digests}
+        digests.setdefault("policy", {"path": None, "sha256": None})
+        return cls._build(inputs.catalog, inputs.policy, digests, **kw)
+
+    @classmethod
+    def _build(cls, cat: Catalog, pol: Policy, inputs: dict[str, Any], *, approvals: Any = None,
+               tools: Iterable[str] = (), entry_points: bool = True, live: bool = False,
+               fake_clock: bool = False, seed: int | None = None,
+               state_dir: str | os.PathLike | None = ".interlock", registry: ToolRegistry | None = None,
+               **kw: Any) -> Runtime:
         if live:
             pol = attrs.evolve(pol, allow_live=True)
         reg = registry or default_registry
@@ -119,8 +139,6 @@ class Runtime:
             reg.load_entry_points()
         for spec in tools:
             reg.load_module(spec)
-        inputs = {"catalog": _file_input(catalog),
-                  "policy": _file_input(policy) if policy else {"path": None, "sha256": None}}
         clock: Clock = FakeClock() if fake_clock else SystemClock()
         return cls(catalog=cat, policy=pol, registry=reg, approvals=approvals, clock=clock,
                    state_dir=state_dir, seed=seed, inputs=inputs, tools=tuple(tools), **kw)

@@ -86,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageProblem("--seed needs --fake-clock (a seed only makes sense for a deterministic run)")
     from interlock.adapters.loading import load_inputs
 
-    load_inputs(args.catalog, args.plans, args.policy)  # every problem of every file, or nothing runs
+    inputs = load_inputs(args.catalog, args.plans, args.policy)  # every problem of every file, or nothing runs
     progress = None if args.quiet else Progress(sys.stderr)
-    rt = Runtime.from_files(
-        args.catalog, policy=args.policy, approvals=args.approvals, tools=args.tools,
+    rt = Runtime.from_inputs(
+        inputs, approvals=args.approvals, tools=args.tools,
         live=args.live, fake_clock=args.fake_clock, seed=args.seed, state_dir=args.state_dir,
         interactive=args.interactive, progress=progress, observers=_observers(args),
     )
-    planset = rt.load_plans(args.plans)
+    planset = inputs.plans
     result = rt.run(planset, out=out, run_id=args.run_id)
     if progress is not None:
         progress.close()

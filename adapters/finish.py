@@ -23,10 +23,10 @@ def open_store(state_dir: str | os.PathLike) -> Any:
 
 
 def signals_for(orch: Any, *, time: float, validations: list[dict] = ()) -> list[dict[str, Any]]:
-    return build_signals(
-        executions=[unstructure(e) for e in orch.executions],
-        rollbacks=[unstructure(r) for r in orch.rollbacks],
-        conflicts=[unstructure(c) for c in orch.conflicts],
+    return build_signals(  # it takes records as they are: no conversion per record
+        executions=orch.executions,
+        rollbacks=orch.rollbacks,
+        conflicts=orch.conflicts,
         calls=[{**row, "phase22_validation_id": orch.calls[row["call_id"]].call.phase22_validation_id}
                for row in call_rows(orch)],
         policy=orch.policy,

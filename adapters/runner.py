@@ -152,8 +152,11 @@ class Runner:
         self._persisted_transitions = len(orch.transitions)
         self.lines.extend(lines)
         records: list[tuple[str, dict]] = []
-        for kind, items in (("event", orch.events), ("execution", orch.executions),
-                            ("rollback", orch.rollbacks), ("anomaly", orch.anomalies)):
+        start = self._persisted["event"]
+        records.extend(("event", ev) for ev in orch.events[start:])  # plain dicts already
+        self._persisted["event"] = len(orch.events)
+        for kind, items in (("execution", orch.executions), ("rollback", orch.rollbacks),
+                            ("anomaly", orch.anomalies)):
             start = self._persisted[kind]
             records.extend((kind, unstructure(x)) for x in items[start:])
             self._persisted[kind] = len(items)
