@@ -12,6 +12,7 @@ transition table cannot drift from the ``transitions.Machine`` that runs.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -21,10 +22,28 @@ from typing import Callable
 from interlock.core.controller import render
 
 #: Relative path -> producer of its exact text.
+def _json_text(schema: dict) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def _schema_artifacts() -> dict[str, Callable[[], str]]:
+    """The JSON Schemas of the three inputs (from the attrs model) and the seven outputs."""
+    from interlock.core.output_schemas import render_output_schemas
+    from interlock.core.schemas import input_schemas
+
+    out: dict[str, Callable[[], str]] = {}
+    for name in input_schemas():
+        out[f"specs/schemas/{name}"] = lambda name=name: _json_text(input_schemas()[name])
+    for name in render_output_schemas():
+        out[f"specs/schemas/{name}"] = lambda name=name: render_output_schemas()[name]
+    return out
+
+
 ARTIFACTS: dict[str, Callable[[], str]] = {
     "docs/controller.mmd": render.mermaid,
     "docs/controller.dot": render.dot,
     "specs/controller.md": render.transition_table_md,
+    **_schema_artifacts(),
 }
 
 SVG_PATH = "docs/controller.svg"
