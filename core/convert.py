@@ -86,12 +86,21 @@ def _mode(value: Any, _: Any) -> Mode:
 
 
 _conv.register_structure_hook(Mode, _mode)
+def _json_plain(v: Any) -> Any:
+    t = type(v)
+    if t is dict:
+        return {k: _json_plain(x) for k, x in v.items()}
+    if t is list or t is tuple:
+        return [_json_plain(x) for x in v]
+    return v
+
+
 def _shallow(cls: type) -> Callable[[Any], dict[str, Any]]:
-    """Records whose fields hold only plain JSON values (str, numbers, None, dicts of
-    those): a shallow dict is their unstructured form, at a fraction of the generic cost
+    """Records whose fields hold JSON values (str, numbers, None, dicts and lists or
+    tuples of those): their unstructured form at a fraction of cattrs' generic cost
     (they are written once per transition and per execution)."""
     names = tuple(a.name for a in attrs.fields(cls))
-    return lambda rec: {n: getattr(rec, n) for n in names}
+    return lambda rec: {n: _json_plain(getattr(rec, n)) for n in names}
 
 
 for _cls in (TransitionRecord, ExecutionRecord, RollbackEvent, AnomalyRecord):
