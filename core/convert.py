@@ -86,13 +86,18 @@ def _mode(value: Any, _: Any) -> Mode:
 
 
 _conv.register_structure_hook(Mode, _mode)
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _json_plain(v: Any) -> Any:
     t = type(v)
+    if t in _SCALARS:
+        return v
     if t is dict:
         return {k: _json_plain(x) for k, x in v.items()}
     if t is list or t is tuple:
         return [_json_plain(x) for x in v]
-    return v
+    return _conv.unstructure(v)  # anything else (an enum...) the converter's way
 
 
 def _shallow(cls: type) -> Callable[[Any], dict[str, Any]]:
