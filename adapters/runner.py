@@ -179,17 +179,7 @@ class Runner:
         orch = Orchestrator(self.catalog, self.policy, run_id=self.run_id, ledger=ledger_keys,
                             locked=locked, lock_reason=reason, policy_changes=self.policy_changes)
         self.orch = orch
-        loop = asyncio.get_running_loop()
-        installed = self._install_sigint(loop)
-        try:
-            cmds = orch.submit(plans, self.now())
-            self._persist()
-            await self._loop(cmds)
-            self._notify("run_finished", orch)
-        finally:
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
-        return RunResult(self.run_id, orch.exit_code(), orch, interrupted=self._interrupted)
+        return await self._drive(lambda: orch.submit(plans, self.now()))
 
     def attach(self, rebuilt: Any) -> Orchestrator:
         """Take over a stored run rebuilt by ``interlock.adapters.recovery.rebuild``:
@@ -210,10 +200,16 @@ class Runner:
     async def resume(self, rebuilt: Any) -> RunResult:
         """Continue a stored run rebuilt by ``interlock.adapters.recovery.rebuild``."""
         orch = self.attach(rebuilt)
+        return await self._drive(lambda: orch.outstanding(self.now()))
+
+    async def _drive(self, first: Callable[[], list[Any]]) -> RunResult:
+        """Run the loop from the commands ``first`` returns until every call is final."""
+        orch = self.orch
+        assert orch is not None
         loop = asyncio.get_running_loop()
         installed = self._install_sigint(loop)
         try:
-            cmds = orch.outstanding(self.now())
+            cmds = first()
             self._persist()
             await self._loop(cmds)
             self._notify("run_finished", orch)

@@ -773,17 +773,22 @@ class Orchestrator:
             rule = decision.rule_for(mode)
         detail = decision.provenance()
         detail.update({"mode": mode.label, "attempt": rec.attempt + 1, "approved_by": rec.approved_by})
-        rec.mode_rule = rule
-        self._fire(rec, trigger, guards, now, rule, detail)
+        self._launch(rec, trigger, guards, now, rule, detail, out)
         if trigger == "approve":
             # Observed when the transition fires, so the log's order is the monitor's.
             self._on_anomalies(self.monitor.observe_approval(True, now), now, out)
+        return out
+
+    def _launch(self, rec: CallRecord, trigger: str, guards: frozenset, now: float, rule: str,
+                detail: dict[str, Any], out: list[Command]) -> None:
+        """Fire into a running state (``rec.mode`` set by the caller) and emit ``Execute``."""
+        rec.mode_rule = rule
+        self._fire(rec, trigger, guards, now, rule, detail)
         rec.attempt += 1
         rec.started_at = now
         call = rec.call
-        out.append(Execute(call.call_id, call.tool, dict(call.args), mode, rec.attempt,
+        out.append(Execute(call.call_id, call.tool, dict(call.args), rec.mode, rec.attempt,
                            call.contract.timeout_s))
-        return out
 
     def _deny(self, rec: CallRecord, now: float) -> list[Command]:
         """Follow ``on_denied``. A slot is held unless the policy cancels (no slot needed)."""
@@ -805,13 +810,7 @@ class Orchestrator:
         mode = Mode(MODE_OF_STATE[dest])
         rec.mode = mode
         detail.update({"mode": mode.label, "attempt": rec.attempt + 1})
-        rec.mode_rule = rule
-        self._fire(rec, "deny", guards, now, rule, detail)
-        rec.attempt += 1
-        rec.started_at = now
-        call = rec.call
-        out.append(Execute(call.call_id, call.tool, dict(call.args), mode, rec.attempt,
-                           call.contract.timeout_s))
+        self._launch(rec, "deny", guards, now, rule, detail, out)
         return out
 
     def _cancel(self, rec: CallRecord, now: float, rule: str, reason: str) -> list[Command]:
