@@ -126,6 +126,7 @@ class Runner:
         self._persisted = {"execution": 0, "rollback": 0, "anomaly": 0, "event": 0}
         self._interrupted = False
         self._last_poll = 0.0
+        self._wake: asyncio.Event | None = None
         self.orch: Orchestrator | None = None
 
     # ------------------------------------------------------------------ time
@@ -207,6 +208,7 @@ class Runner:
         orch = self.orch
         assert orch is not None
         loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
         installed = self._install_sigint(loop)
         try:
             cmds = first()
@@ -230,6 +232,8 @@ class Runner:
     def interrupt(self) -> None:
         """Ctrl-C: no new call starts; in-flight ones are awaited (or marked lost)."""
         self._interrupted = True
+        if self._wake is not None:
+            self._wake.set()  # the loop may be waiting on a long call: wake it now
 
     async def _loop(self, cmds: list[Any]) -> None:
         orch = self.orch
@@ -270,12 +274,18 @@ class Runner:
                 await asyncio.wait({task})
                 done = [task]
             else:
+                wake = asyncio.ensure_future(self._wake.wait()) if not self._interrupted else None
                 done_set, _ = await asyncio.wait(
-                    set(pending), return_when=asyncio.FIRST_COMPLETED,
+                    set(pending) | ({wake} if wake else set()), return_when=asyncio.FIRST_COMPLETED,
                     timeout=0.5 if self._interrupted else None,
                 )
+                if wake is not None:
+                    done_set.discard(wake)
+                    wake.cancel()
                 done = sorted(done_set, key=lambda t: pending[t][0])
                 if not done and self._interrupted:
+                    if not aborted:
+                        continue  # abort first (top of the loop), then give in-flight calls their grace
                     done = await self._give_up(pending)
             for task in done:
                 _, cmd = pending.pop(task)
