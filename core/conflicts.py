@@ -745,7 +745,7 @@ class _Detector:
             self.groups.pop()
             ties.append((resource, pair, max(self.x.prio[i] for i in members)))
 
-    def _tie(self, kind: ConflictType, resource: str, pair: Any, top: int) -> None:
+    def _tie(self, kind: ConflictType, resource: str, pair: Any, _top: int) -> None:
         """A priority tie, escalated: recomputed over the calls that survived pass 1."""
         c, tools = self.cancelled, self.t.tools
         if kind is CT.WRITE_WRITE:
@@ -770,7 +770,8 @@ class _Detector:
         g = _Group(kind, resource, self._key(resource, kind, members), members, self._ids(members),
                    Strategy.PRIORITY, "", {})
         self.groups.append(g)
-        self._ordered(g, members, needs, tie=top)
+        # the tie is named among the survivors (a tied call may have lost elsewhere since)
+        self._ordered(g, members, needs, tie=max(self.x.prio[i] for i in members))
 
     def _capacity(self, s: Strategy) -> None:
         kind = CT.CAPACITY
