@@ -113,7 +113,7 @@ _SHOWN = 5  # call ids named in a reason before "... and N more"
 
 def is_irreversible(contract: ToolContract) -> bool:
     """Calls of such a tool must not run twice for one idempotency key (I4)."""
-    return not contract.reversible
+    return contract.guarded_once
 
 
 def strategy_for(policy: Policy, kind: ConflictType) -> Strategy:

@@ -121,6 +121,17 @@ class ToolContract:
     input_schema: dict[str, Any] | None = None
     mock_result: Any = None
 
+    @property
+    def guarded_once(self) -> bool:
+        """Must each idempotency key of this tool go LIVE at most once, ever (I4)?
+
+        Yes for an irreversible tool, except one whose contract declares that it
+        reads and writes nothing: a read has no side effect to duplicate, and the
+        SPEC gives read-only tools no other way to say so (``reversible: true``
+        needs a rollback). Two agents reading the same file both read it.
+        """
+        return not self.reversible and not (self.effects.reads and not self.effects.writes)
+
 
 @attrs.frozen
 class Catalog:

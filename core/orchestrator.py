@@ -632,7 +632,7 @@ class Orchestrator:
     def _decide(self, rec: CallRecord) -> Decision:
         call = rec.call
         holder = self.ledger_keys.get((call.tool, call.idempotency_key))
-        dup = (not call.contract.reversible) and holder is not None and holder != call.call_id
+        dup = call.contract.guarded_once and holder is not None and holder != call.call_id
         d = decide(call.contract, call.confidence, self.policy, locked=self.locked,
                    duplicate_started=dup)
         rec.decision = d
@@ -717,7 +717,7 @@ class Orchestrator:
             self._freed.add(tool)  # _pump hands the free slots to the calls waiting for it
 
     def _needs_claim(self, rec: CallRecord, dest: State) -> bool:
-        return dest is S.RUNNING_LIVE and not rec.call.contract.reversible and not rec.claimed
+        return dest is S.RUNNING_LIVE and rec.call.contract.guarded_once and not rec.claimed
 
     def _dispatch(self, rec: CallRecord, now: float) -> list[Command]:
         decision = self._decide(rec)

@@ -102,7 +102,7 @@ def decide(
         live, live_rule = False, "live_disabled"
     elif denied:
         live, live_rule = False, "tool_denied"
-    elif duplicate_started and not contract.reversible:
+    elif duplicate_started and contract.guarded_once:
         live, live_rule = False, "duplicate_irreversible"
     else:
         live = valid and confidence >= live_t

@@ -81,7 +81,7 @@ def check_run_dir(run: Path, catalog: Catalog, plans: PlanSet) -> list[str]:
                 problems.append(f"I1: {cid} went LIVE without a recorded approval")
             tool, key = key_of[cid]
             contract = catalog.get(tool)
-            if contract is not None and not contract.reversible:
+            if contract is not None and contract.guarded_once:
                 live_by_key.setdefault((tool, key), set()).add(cid)
         if dst == "running_dry_run" and locked and ln["detail"].get("lock_mode") == "mock_only":
             problems.append(f"I2: {cid} ran DRY_RUN while locked under mock_only")

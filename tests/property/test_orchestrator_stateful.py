@@ -149,7 +149,7 @@ class OrchestratorMachine(RuleBasedStateMachine):
                     if d.approval_required:
                         assert cmd.call_id in self.grants
                     self.live_count[cmd.call_id] = self.live_count.get(cmd.call_id, 0) + 1
-                    if not call.contract.reversible:
+                    if call.contract.guarded_once:
                         key = (call.tool, call.idempotency_key)
                         holders = self.live_starts.setdefault(key, set())
                         holders.add(cmd.call_id)

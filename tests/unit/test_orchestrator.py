@@ -227,3 +227,19 @@ def test_events_for_unknown_calls_raise_one_error_type():
         o.approval_answered("nope", True, "x", 1)
     with pytest.raises(OrchestrationError):
         o.submit(plans(), 1)
+
+
+def test_read_only_tools_are_not_deduplicated_but_undeclared_ones_are():
+    """A tool whose contract says it only reads has no side effect to duplicate (two
+    agents may read one file); a tool that writes, or declares no effects, is guarded (I4)."""
+    cat = Catalog(tools=(
+        ToolContract("read", Risk.LOW, effects=Effects(reads=("file:{path}",))),
+        ToolContract("opaque", Risk.LOW),
+    ))
+    assert not cat.get("read").guarded_once and cat.get("opaque").guarded_once
+    o = Auto(cat, LIVE, run_id="r")
+    cmds = o.submit(plans(plan("p1", step("r", "read"), step("x", "opaque")),
+                          plan("p2", step("r", "read"), step("x", "opaque"))), 0)
+    assert {c.call_id for c in of(cmds, Execute)} == {"p1/r", "p2/r", "p1/x"}
+    assert not any(isinstance(c, ClaimIntent) for c in cmds)
+    assert o.state_of("p2/x") is State.CANCELLED and "duplicate" in o.calls["p2/x"].reason
