@@ -211,10 +211,19 @@ def transitions_schema() -> dict[str, Any]:
             "trigger": {"enum": _SYSTEM_TRIGGERS}, "call_id": {"type": "null"},
         },
     }
+    # auto_tune (I14): a change of a live threshold, audited in the same chain.
+    policy_edge = {
+        "properties": {
+            "from": {"type": "string", "pattern": "^(low|medium|high)\\.live="},
+            "to": {"type": "string", "pattern": "^(low|medium|high)\\.live="},
+            "trigger": {"const": "tune"}, "call_id": {"type": "null"},
+            "rule": {"const": "learning.auto_tune"},
+        },
+    }
     return _document(
         "execution_state_transitions", "interlock execution_state_transitions.jsonl (one line)",
         {
-            "seq": _COUNT, "time": _NUM, "machine": {"enum": ["call", "system"]},
+            "seq": _COUNT, "time": _NUM, "machine": {"enum": ["call", "system", "policy"]},
             "call_id": _OPT_STR, "plan_id": _OPT_STR, "agent_id": _OPT_STR,
             "from": _STR, "trigger": _STR, "to": _STR, "rule": _STR,
             "detail": {"type": "object"},
@@ -223,6 +232,7 @@ def transitions_schema() -> dict[str, Any]:
         allOf=[
             {"if": {"properties": {"machine": {"const": "call"}}}, "then": call_edge},
             {"if": {"properties": {"machine": {"const": "system"}}}, "then": system_edge},
+            {"if": {"properties": {"machine": {"const": "policy"}}}, "then": policy_edge},
         ],
     )
 

@@ -83,8 +83,12 @@ def replay_states(lines: Sequence[dict[str, Any]]) -> ReplayResult:
             elif src != lock:
                 problems.append(f"seq {seq}: system: leaves {src} but the replay has it {lock}")
             lock = dst if isinstance(dst, str) else lock
+        elif machine == "policy":
+            # An auto_tune change of a live threshold (I14): audited, no state to replay.
+            if trigger != "tune":
+                problems.append(f"seq {seq}: policy: trigger {trigger!r} (expected tune)")
         else:
-            problems.append(f"seq {seq}: unknown machine {machine!r} (expected call or system)")
+            problems.append(f"seq {seq}: unknown machine {machine!r} (expected call, system or policy)")
     for call, state in states.items():
         if state not in _FINAL:
             problems.append(f"call {call}: the log ends with it in {state}, not a final state (I9)")
