@@ -92,7 +92,7 @@ def test_system_lock_machine_is_replayed_too():
     assert result.lock_state == "unlocked"
     assert result.problems == [
         "seq 2: system: leaves locked but the replay has it unlocked",
-        "seq 3: unknown machine 'planet' (expected call or system)",
+        "seq 3: unknown machine 'planet' (expected call, system or policy)",
         "seq 4: a call transition without a call_id",
     ]
 
