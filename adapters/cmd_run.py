@@ -76,6 +76,7 @@ def _observers(args: argparse.Namespace) -> tuple:
 def run(args: argparse.Namespace) -> int:
     from interlock.adapters.bootstrap import Runtime
     from interlock.adapters.console import Progress, print_summary
+    from interlock.adapters.sinks import StreamSink
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         inputs, approvals=args.approvals, tools=args.tools,
         live=args.live, fake_clock=args.fake_clock, seed=args.seed, state_dir=args.state_dir,
         interactive=args.interactive, progress=progress, observers=_observers(args),
+        sinks=() if args.quiet else (StreamSink(sys.stderr),),
     )
     planset = inputs.plans
     result = rt.run(planset, out=out, run_id=args.run_id)
