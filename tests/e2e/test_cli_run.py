@@ -146,3 +146,25 @@ def test_out_that_is_a_file_is_an_environment_error(tmp_path: Path) -> None:
     (tmp_path / "out").write_text("x")
     proc = cli("run", *FS, "--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 3 and "not a directory" in proc.stderr
+
+
+def test_verify_log_checks_the_store_itself_and_finds_an_edit(tmp_path: Path) -> None:
+    import sqlite3
+
+    ws = workspace(tmp_path / "ws")
+    state = tmp_path / "state"
+    assert cli("run", *FS, *TOOLS, "--state-dir", str(state), "--out", str(tmp_path / "out"),
+               ws=ws).returncode in (0, 1)
+    run_id = json.loads((tmp_path / "out/orchestration_summary.json").read_text())["run_id"]
+    ok = cli("verify-log", "--state-dir", str(state), "--run", run_id)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stdout + ok.stderr
+    assert cli("lock", "--reason", "r", "--by", "b", "--state-dir", str(state)).returncode == 0
+    assert cli("verify-log", "--state-dir", str(state), "--run", "system").returncode == 0
+    db = sqlite3.connect(state / "interlock.db")
+    db.execute("UPDATE transitions SET line = replace(line, '\"running_live\"', '\"running_mock\"') "
+               "WHERE run_id = ? AND seq = (SELECT MIN(seq) FROM transitions WHERE run_id = ? "
+               "AND line LIKE '%running_live%')", (run_id, run_id))
+    db.commit()
+    db.close()
+    bad = cli("verify-log", "--state-dir", str(state), "--run", run_id)
+    assert bad.returncode == 1 and "tampered" in bad.stdout
