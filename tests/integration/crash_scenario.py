@@ -92,7 +92,7 @@ def register_tools(ws: Path) -> None:
             reg.register_live(name, fn)
 
 
-def main(root: Path, crash_at: int) -> int:
+def main(root: Path, crash_at: int, fail_at: int | None = None) -> int:
     import interlock.adapters.finish as finish
     from interlock.adapters.bootstrap import Runtime
     from interlock.adapters.store import SQLiteStore
@@ -108,11 +108,18 @@ def main(root: Path, crash_at: int) -> int:
         if n == crash_at:
             os._exit(77)  # die right after the n-th durable write
 
-    finish.open_store = lambda state_dir: SQLiteStore.open(state_dir, on_write=on_write)
+    finish.open_store = lambda state_dir: SQLiteStore.open(state_dir, on_write=on_write,
+                                                           fail_on_write=fail_at)
     catalog = structure_catalog(CATALOG, "catalog")
     rt = Runtime(catalog=catalog, policy=structure_policy(POLICY, "policy", catalog),
                  state_dir=root / "state")
-    result = rt.run(structure_plans(PLANS, "plans", catalog), run_id="crash-run")
+    from interlock.adapters.cli import EnvironmentProblem
+
+    try:
+        result = rt.run(structure_plans(PLANS, "plans", catalog), run_id="crash-run")
+    except EnvironmentProblem as exc:  # what the CLI maps to exit 3
+        print(f"environment failed: {exc}", file=sys.stderr)
+        return 3
     print(f"writes={writes['n']} exit={result.exit_code}")
     return 0
 
@@ -127,4 +134,6 @@ def resume(root: Path) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[2] == "resume":
         sys.exit(resume(Path(sys.argv[1])))
+    if len(sys.argv) > 2 and sys.argv[2].startswith("fail"):
+        sys.exit(main(Path(sys.argv[1]), 0, fail_at=int(sys.argv[2][4:])))
     sys.exit(main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0))

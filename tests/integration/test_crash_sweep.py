@@ -84,3 +84,20 @@ def test_crash_sweep(tmp_path: Path) -> None:
             _check(root, before)
         else:
             assert not store_has_run
+
+
+def test_a_failing_write_stops_the_run_with_exit_3_and_resume_finishes_it(tmp_path: Path) -> None:
+    """The store raises on the N-th write (disk full): nothing new starts, exit 3 with a
+    clear message; after the disk is fixed, resume completes the run (I4, I9, I10)."""
+    total = _total_writes(tmp_path)
+    for n in sorted({3, total // 2, total - 3}):
+        root = tmp_path / f"fail-{n}"
+        proc = _py(str(root), f"fail{n}")
+        assert proc.returncode == 3, (n, proc.stdout, proc.stderr[-2000:])
+        assert "disk full" in proc.stderr and "Traceback" not in proc.stderr
+        with SQLiteStore.open(root / "state") as store:
+            before = store.transitions("crash-run") if store.get_run("crash-run") else []
+        if before:
+            res = _py(str(root), "resume")
+            assert res.returncode in (0, 1), (n, res.stdout[-2000:], res.stderr[-2000:])
+            _check(root, before)
