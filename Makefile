@@ -27,6 +27,7 @@ demo: $(STAMP)
 verify: $(STAMP)
 	$(VENV)/bin/interlock verify
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -n 2 -p no:cacheprovider tests/property
+	INTERLOCK_FULL_SWEEP=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_crash_sweep.py
 
 diagrams: $(STAMP)
 	$(PY) -m interlock.adapters.generate

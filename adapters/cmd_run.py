@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from interlock.adapters.loading import load_inputs
 
     inputs = load_inputs(args.catalog, args.plans, args.policy)  # every problem of every file, or nothing runs
+    gc.freeze()  # the loaded inputs live for the whole run: keep them out of every GC pass
     progress = None if args.quiet else Progress(sys.stderr)
     rt = Runtime.from_inputs(
         inputs, approvals=args.approvals, tools=args.tools,
