@@ -98,7 +98,7 @@ def main() -> int:
     has_report = subprocess.run(INTERLOCK + ["report", "--help"], capture_output=True).returncode == 0
     if has_report:
         sh("report", str(OUT), "--out", str(report))
-    console.print(f"\n[bold]The seven outputs are in {OUT.relative_to(ROOT)}/[/bold]:")
+    console.print(f"\n[bold]The seven outputs and the report are in {OUT.relative_to(ROOT)}/[/bold]:")
     for p in sorted(OUT.iterdir()):
         console.print(f"  {p.relative_to(ROOT)}")
     console.print(f"workspace: {WORKSPACE.relative_to(ROOT)}/   durable store: {STATE.relative_to(ROOT)}/")
