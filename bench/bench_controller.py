@@ -29,7 +29,7 @@ from interlock.core.controller.decision import decide
 from interlock.core.controller.guards import guard_set
 from interlock.core.controller.machine import CONTROLLER, GuardModel, _transitions_kwargs
 from interlock.core.controller.states import TRANSITIONS, State
-from interlock.core.model import Mode, OnDenied, Policy, Risk, ToolContract
+from interlock.core.model import Mode, Policy, Risk, ToolContract
 
 N = 20_000
 N_MACHINE = 2_000
