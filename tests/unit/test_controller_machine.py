@@ -225,3 +225,11 @@ def test_transitions_logging_is_silenced_for_our_machines_only(caplog):
         assert [r for r in caplog.records if r.name.startswith("transitions")]
     assert logging.getLogger("transitions").level == logging.NOTSET
     assert logging.getLogger("transitions.core").level == logging.NOTSET
+
+
+def test_documentation_data_covers_every_state_guard_and_trigger():
+    from interlock.core.controller.states import GUARD_RULES, STATE_MEANING, TRIGGER_MEANING
+
+    assert set(STATE_MEANING) == set(State)
+    assert set(GUARD_RULES) == set(Guard)
+    assert list(TRIGGER_MEANING) == list(TRIGGERS)
