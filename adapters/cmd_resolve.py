@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
                         clock=SystemClock(), run_id=args.run_id, store=store)
         runner.attach(rebuilt)
         runner.persist()
+        run_row = store.get_run(args.run_id)
+        store.finish_run(args.run_id, status=run_row["status"] if run_row["status"] != "running" else "finished",
+                         exit_code=orch.exit_code())
         out = args.out or rebuilt.meta.get("out")
         print(f"{args.call_id}: outcome_unknown -> {orch.calls[args.call_id].state.value} (by {args.by})")
         if out:

@@ -126,6 +126,7 @@ class Runner:
         self._persisted = {"execution": 0, "rollback": 0, "anomaly": 0, "event": 0}
         self._interrupted = False
         self._last_poll = 0.0
+        self._lock_seen: dict[str, Any] | None = None  # the store's lock as last seen or written
         self._wake: asyncio.Event | None = None
         self.orch: Orchestrator | None = None
 
@@ -177,6 +178,8 @@ class Runner:
 
     async def run(self, plans: PlanSet, start: tuple[dict, bool, str] | None = None) -> RunResult:
         ledger_keys, locked, reason = start or self.starting_state()
+        if self.store is not None:
+            self._lock_seen = self.store.system_state()
         orch = Orchestrator(self.catalog, self.policy, run_id=self.run_id, ledger=ledger_keys,
                             locked=locked, lock_reason=reason, policy_changes=self.policy_changes)
         self.orch = orch
@@ -201,7 +204,10 @@ class Runner:
     async def resume(self, rebuilt: Any) -> RunResult:
         """Continue a stored run rebuilt by ``interlock.adapters.recovery.rebuild``."""
         orch = self.attach(rebuilt)
-        return await self._drive(lambda: orch.outstanding(self.now()))
+        # The lock may have changed while interlock was down: apply the store's state
+        # first, so outstanding() re-runs nothing the lock now forbids (I2).
+        self._lock_seen = None
+        return await self._drive(lambda: self._poll_lock(force=True) + orch.outstanding(self.now()))
 
     async def _drive(self, first: Callable[[], list[Any]]) -> RunResult:
         """Run the loop from the commands ``first`` returns until every call is final."""
@@ -293,17 +299,23 @@ class Runner:
             # Group commit: what these answers changed is committed in one transaction,
             # at the latest before any command they produced reaches the world.
 
-    def _poll_lock(self) -> list[Any]:
-        """Follow the durable lock: an operator's `interlock lock` in another process
-        takes effect in this run at its next decision (I2 across processes)."""
+    def _poll_lock(self, force: bool = False) -> list[Any]:
+        """Follow the durable lock: an operator's `interlock lock` (or unlock) in another
+        process takes effect in this run at its next decision (I2 across processes).
+
+        Only a *change* of the store's lock counts: the run's own lock (the monitor's
+        unsafe_escalation) is written there too, and must not read as an unlock."""
         orch = self.orch
         if self.store is None or orch is None:
             return []
         t = time.monotonic()
-        if t - self._last_poll < 0.2:
+        if not force and t - self._last_poll < 0.2:
             return []
         self._last_poll = t
         st = self.store.system_state()
+        if st == self._lock_seen:
+            return []
+        self._lock_seen = st
         if st.get("state") == "locked" and not orch.locked:
             cmds = orch.lock(st.get("reason") or "locked by an operator", st.get("by") or "operator", self.now())
         elif st.get("state") == "unlocked" and orch.locked:
@@ -373,6 +385,7 @@ class Runner:
             if self.store is not None:
                 state = "locked" if isinstance(cmd, SystemLocked) else "unlocked"
                 self.store.set_system_state(state, cmd.reason, cmd.by, self.clock.now())
+                self._lock_seen = self.store.system_state()  # our own change, not an operator's
         if self.progress is not None and isinstance(cmd, (Execute, Cancelled, RunFinished)):
             self.progress(orch, cmd)
         return []

@@ -81,7 +81,7 @@ class CallRecord:
         "approved_by", "pending_deps", "pending_order", "pending_escalations",
         "dependents", "successors", "rule", "reason", "result", "started_at",
         "completed", "claimed", "claim_pending", "conflicted", "decision", "answer", "mode_rule",
-        "request_id",
+        "request_id", "went_live",
     )
 
     def __init__(self, call: Call) -> None:
@@ -109,6 +109,7 @@ class CallRecord:
         self.answer: tuple[bool, str, str, str] | None = None  # (granted, by, rule, reason)
         self.mode_rule = ""  # the rule that chose the mode of the latest attempt
         self.request_id: str | None = None  # its pending LIVE approval request, if any
+        self.went_live = False  # an attempt entered running_live: its key stays claimed (I4)
 
 
 @attrs.define
@@ -411,8 +412,12 @@ class Orchestrator:
                        {"attempt": rec.attempt, "error": result.error})
             rec.reason = result.error
             if rec.state is S.READY:
-                rec.retries_left -= 1
-                self._enqueue(rec)
+                blocker = self._retry_blocker(rec)
+                if blocker is None:
+                    rec.retries_left -= 1
+                    self._enqueue(rec)
+                else:
+                    out.extend(self._cancel(rec, now, *blocker))
         self._on_anomalies(self.monitor.observe_execution(exe, conflicted=rec.conflicted), now, out)
         out.extend(self._after_settled(rec, now))
         out.extend(self._pump(now))
@@ -457,8 +462,8 @@ class Orchestrator:
     def tick(self, now: float) -> list[Command]:
         """Time passes: approvals past their deadline count as denied (fail closed)."""
         out: list[Command] = []
-        if any(not a.answered and now >= a.request.deadline for a in self._approvals.values()):
-            self.events.append({"event": "tick", "now": now})
+        # Not logged as an event itself: each expiry is logged (and replayed) as the
+        # approval_answered it becomes; logging both would replay it twice.
         for rid, appr in list(self._approvals.items()):
             if not appr.answered and now >= appr.request.deadline:
                 out.extend(self.approval_answered(rid, False, "timeout", now, reason="timeout"))
@@ -671,6 +676,8 @@ class Orchestrator:
     def _pump(self, now: float) -> list[Command]:
         """Dispatch ready calls in priority-then-submission order within the limits."""
         out: list[Command] = []
+        if self._aborted:
+            return out  # nothing new starts after an abort
         limit = self.policy.max_concurrency
         # Tools with free slots hand them to the best calls waiting for them: as many
         # as there are free slots (re-queueing every blocked call would be quadratic).
@@ -756,8 +763,9 @@ class Orchestrator:
         if self._needs_claim(rec, dest):
             rec.claim_pending = True
             return [ClaimIntent(rec.call.call_id, rec.call.idempotency_key, rec.call.tool)]
-        if rec.claimed and dest is not S.RUNNING_LIVE:
-            # Claimed for LIVE but the decision changed (e.g. locked meanwhile).
+        if rec.claimed and not rec.went_live and dest is not S.RUNNING_LIVE:
+            # Claimed for LIVE but the decision changed (e.g. locked meanwhile) before
+            # any attempt went LIVE. (A key that went LIVE is never given back: I4.)
             key = rec.call.idempotency_key
             out.append(ReleaseIntent(rec.call.call_id, key))
             if self.ledger_keys.get((rec.call.tool, key)) == rec.call.call_id:
@@ -784,6 +792,7 @@ class Orchestrator:
         """Fire into a running state (``rec.mode`` set by the caller) and emit ``Execute``."""
         rec.mode_rule = rule
         self._fire(rec, trigger, guards, now, rule, detail)
+        rec.went_live = rec.went_live or rec.mode is Mode.LIVE
         rec.attempt += 1
         rec.started_at = now
         call = rec.call
@@ -833,6 +842,20 @@ class Orchestrator:
                                   f"dependency {r.call.call_id} ended {r.state.value}"))
             out.extend(self._release_successors(r, now))
         return out
+
+    def _retry_blocker(self, rec: CallRecord) -> tuple[str, str] | None:
+        """Why a failed attempt must not be retried now: the run was aborted, its plan
+        failed (the saga waits for it, Rule D), or a dependency no longer succeeded (I5)."""
+        if self._aborted:
+            return "run_aborted", "the run was aborted before the retry"
+        plan = rec.call.plan_id
+        if plan in self._failed_plans and rec.call.on_failure is OnFailure.ROLLBACK:
+            return "plan_failed", f"plan {plan} failed; no retry during its saga"
+        for d in rec.call.deps:
+            st = self.calls[d].state
+            if st is not S.SUCCEEDED and st is not S.REJECTED:
+                return "dependency_failed", f"dependency {d} is {st.value}; no retry"
+        return None
 
     def _cancel_unstarted_dependents(self, rec: CallRecord, now: float) -> list[Command]:
         """I5: a dependency that is being undone no longer counts as succeeded; whatever

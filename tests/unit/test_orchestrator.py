@@ -243,3 +243,37 @@ def test_read_only_tools_are_not_deduplicated_but_undeclared_ones_are():
     assert {c.call_id for c in of(cmds, Execute)} == {"p1/r", "p2/r", "p1/x"}
     assert not o.calls["p1/r"].claimed and o.calls["p1/x"].claimed  # only the guarded one claims
     assert o.state_of("p2/x") is State.CANCELLED and "duplicate" in o.calls["p2/x"].reason
+
+
+# Regressions from a second read of the orchestrator (each reproduced, then fixed).
+
+def test_a_key_that_went_live_is_never_given_back_even_if_the_retry_is_locked_down():
+    cat = Catalog(tools=(ToolContract("pay", Risk.LOW, idempotent=True, retries=1),))
+    o = Auto(cat, LIVE, run_id="r")
+    o.submit(plans(plan("p", step("s", "pay", amount=1))), 0)
+    assert o.calls["p/s"].claimed
+    o.lock("incident", "ops", 1)
+    cmds = o.execution_finished("p/s", FAIL, 2)  # the retry now runs MOCK
+    assert [c.mode for c in of(cmds, Execute)] == [Mode.MOCK]
+    assert not any(type(c).__name__ == "ReleaseIntent" for c in cmds)
+    assert ("pay", o.calls["p/s"].call.idempotency_key) in o.ledger_keys  # I4
+
+
+def test_no_retry_after_an_abort():
+    o = Auto(CATALOG, LIVE, run_id="r")
+    o.submit(plans(plan("p", step("c", "check"))), 0)
+    o.abort("ctrl-c", 1)
+    cmds = o.execution_finished("p/c", FAIL, 2)
+    assert of(cmds, Execute) == [] and o.state_of("p/c") is State.CANCELLED
+
+
+def test_no_retry_once_a_dependency_is_being_rolled_back():
+    o = Auto(CATALOG, LIVE, run_id="r")
+    o.submit(plans(plan("q", step("a", "write", path="x"), step("c", "push", path="y")),
+                   plan("p", step("b", "check", after=["q/a"], path="z"))), 0)
+    o.execution_finished("q/a", OK, 1)                     # releases p/b, which starts
+    assert o.state_of("p/b") is State.RUNNING_LIVE
+    o.execution_finished("q/c", FAIL, 2)                   # q fails: q/a is compensated
+    assert o.state_of("q/a") is State.ROLLING_BACK
+    cmds = o.execution_finished("p/b", FAIL, 3)            # p/b had retries left
+    assert of(cmds, Execute) == [] and o.state_of("p/b") is State.CANCELLED  # I5
