@@ -81,7 +81,7 @@ class CallRecord:
         "approved_by", "pending_deps", "pending_order", "pending_escalations",
         "dependents", "successors", "rule", "reason", "result", "started_at",
         "completed", "claimed", "claim_pending", "conflicted", "decision", "answer", "mode_rule",
-        "request_id", "went_live",
+        "request_id", "went_live", "predecessors", "order_released",
     )
 
     def __init__(self, call: Call) -> None:
@@ -110,6 +110,8 @@ class CallRecord:
         self.mode_rule = ""  # the rule that chose the mode of the latest attempt
         self.request_id: str | None = None  # its pending LIVE approval request, if any
         self.went_live = False  # an attempt entered running_live: its key stays claimed (I4)
+        self.predecessors: list[str] = []  # soft: serialize edges into this call
+        self.order_released = False  # its successors were released (it is settled for I6)
 
 
 @attrs.define
@@ -261,6 +263,7 @@ class Orchestrator:
                 continue
             a.pending_order += 1
             b.successors.append(after)
+            a.predecessors.append(before)
         for esc in res.escalations:
             live = [c for c in esc.call_ids if self.calls[c].state is S.WAITING]
             if not live:
@@ -869,8 +872,19 @@ class Orchestrator:
         return out
 
     def _release_successors(self, rec: CallRecord, now: float) -> list[Command]:
+        """Rule B (I6): successors in a serialize chain may go once this call is settled.
+
+        A call that settles without having run (cancelled at run time, e.g. an
+        escalation denied) may still have predecessors that are running: its
+        successors inherit them, so the chain stays ordered end to end."""
+        rec.order_released = True
+        waiting_on = [p for p in rec.predecessors if not self.calls[p].order_released]
         for succ in rec.successors:
             s = self.calls[succ]
+            for p in waiting_on:
+                self.calls[p].successors.append(succ)
+                s.predecessors.append(p)
+                s.pending_order += 1
             s.pending_order -= 1
             self._maybe_release(s, now)
         rec.successors = []

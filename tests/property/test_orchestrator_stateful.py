@@ -139,7 +139,12 @@ class OrchestratorMachine(RuleBasedStateMachine):
                     assert self.orch.calls[dep].state is State.SUCCEEDED, (cmd.call_id, dep)
                 # I6: nothing conflicting is running
                 for other in self.running:
-                    assert not _conflicting(call, self.orch.calls[other].call), (call.call_id, other)
+                    assert not _conflicting(call, self.orch.calls[other].call), (
+                        call.call_id, other, self.orch.calls[other].state.value,
+                        [(t.call_id, t.src, t.trigger, t.dst, t.rule) for t in self.orch.transitions
+                         if t.call_id in (call.call_id, other)],
+                        self.orch.intake_result.order_edges, [c for c in self.orch.conflicts],
+                        getattr(self, "history", []))
                 self.running.add(cmd.call_id)
                 if cmd.mode is Mode.LIVE:
                     # I1 / I2: LIVE only when permitted now, and approved where required

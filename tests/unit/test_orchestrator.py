@@ -277,3 +277,22 @@ def test_no_retry_once_a_dependency_is_being_rolled_back():
     assert o.state_of("q/a") is State.ROLLING_BACK
     cmds = o.execution_finished("p/b", FAIL, 3)            # p/b had retries left
     assert of(cmds, Execute) == [] and o.state_of("p/b") is State.CANCELLED  # I5
+
+
+def test_a_serialize_chain_stays_ordered_when_its_middle_call_is_cancelled():
+    """a1 -> b1 -> c1 all write file:x. b1 is cancelled at run time (its dependency
+    failed) while a1 still runs: c1 must still wait for a1 (I6)."""
+    o = Auto(CATALOG, LIVE, run_id="r")
+    o.submit(plans(plan("pa", step("a1", "write", path="x"), priority=3),
+                   plan("pb", step("b0", "push", path="q"), step("b1", "write", after=["b0"], path="x"),
+                        priority=2),
+                   plan("pc", step("c0", "check", path="r"), step("c1", "write", after=["c0"], path="x"),
+                        priority=1)), 0)
+    o.execution_finished("pc/c0", OK, 1)
+    assert o.state_of("pc/c1") is State.WAITING
+    o.execution_finished("pb/b0", LOST, 2)                 # b0 lost -> b1 cancelled
+    assert o.state_of("pb/b1") is State.CANCELLED
+    assert o.state_of("pa/a1") is State.RUNNING_LIVE
+    assert o.state_of("pc/c1") is State.WAITING            # still behind a1
+    cmds = o.execution_finished("pa/a1", OK, 3)
+    assert [c.call_id for c in of(cmds, Execute)] == ["pc/c1"]
