@@ -81,7 +81,7 @@ class CallRecord:
         "approved_by", "pending_deps", "pending_order", "pending_escalations",
         "dependents", "successors", "rule", "reason", "result", "started_at",
         "completed", "claimed", "claim_pending", "conflicted", "decision", "answer", "mode_rule",
-        "request_id", "went_live", "predecessors", "order_released",
+        "request_id", "went_live", "predecessors", "order_released", "released_to",
     )
 
     def __init__(self, call: Call) -> None:
@@ -112,6 +112,7 @@ class CallRecord:
         self.went_live = False  # an attempt entered running_live: its key stays claimed (I4)
         self.predecessors: list[str] = []  # soft: serialize edges into this call
         self.order_released = False  # its successors were released (it is settled for I6)
+        self.released_to: list[str] = []  # the successors it released (a rollback waits for them)
 
 
 @attrs.define
@@ -182,6 +183,7 @@ class Orchestrator:
         self._freed: set[str] = set()
         self._completions = 0
         self._sagas: dict[str, _Saga] = {}
+        self._saga_waiting: dict[str, str] = {}  # running call id -> plan whose saga waits for it
         self._failed_plans: set[str] = set()
         self._submitted = False
         self._finished_emitted = False
@@ -423,6 +425,9 @@ class Orchestrator:
                     out.extend(self._cancel(rec, now, *blocker))
         self._on_anomalies(self.monitor.observe_execution(exe, conflicted=rec.conflicted), now, out)
         out.extend(self._after_settled(rec, now))
+        waiting_plan = self._saga_waiting.pop(call_id, None)
+        if waiting_plan is not None:  # a saga held back for this call may go on
+            out.extend(self._saga_step(self._sagas[waiting_plan], now))
         out.extend(self._pump(now))
         out.extend(self._finish_if_done())
         return out
@@ -878,6 +883,7 @@ class Orchestrator:
         escalation denied) may still have predecessors that are running: its
         successors inherit them, so the chain stays ordered end to end."""
         rec.order_released = True
+        rec.released_to.extend(rec.successors)
         waiting_on = [p for p in rec.predecessors if not self.calls[p].order_released]
         for succ in rec.successors:
             s = self.calls[succ]
@@ -969,8 +975,14 @@ class Orchestrator:
                         trigger_call=saga.trigger_call,
                     ))
         while saga.queue and saga.current is None:
+            r = self.calls[saga.queue[0]]
+            busy = [s for s in r.released_to if self.calls[s].state in RUNNING]
+            if busy:
+                # I6: never compensate while a call serialized after this one is still
+                # running on the same resource; resume when its attempt ends.
+                self._saga_waiting[busy[0]] = saga.plan_id
+                break
             cid = saga.queue.pop(0)
-            r = self.calls[cid]
             spec = r.call.contract.rollback
             assert spec is not None
             guards = guard_set(None, mode=r.mode, reversible=r.call.contract.reversible)

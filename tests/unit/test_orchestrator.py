@@ -296,3 +296,16 @@ def test_a_serialize_chain_stays_ordered_when_its_middle_call_is_cancelled():
     assert o.state_of("pc/c1") is State.WAITING            # still behind a1
     cmds = o.execution_finished("pa/a1", OK, 3)
     assert [c.call_id for c in of(cmds, Execute)] == ["pc/c1"]
+
+
+def test_a_compensation_waits_for_the_call_serialized_after_it():
+    """a/w then b/w write file:x. a's plan fails while b/w runs: the restore of x must
+    not run beside b/w (I6); it starts when b/w's attempt ends."""
+    o = Auto(CATALOG, LIVE, run_id="r")
+    o.submit(plans(plan("a", step("w", "write", path="x"), step("c", "push", path="y"), priority=5),
+                   plan("b", step("w", "write", path="x"))), 0)
+    o.execution_finished("a/w", OK, 1)                     # releases b/w
+    assert of(o.execution_finished("a/c", FAIL, 2), Rollback) == []
+    assert o.state_of("b/w") is State.RUNNING_LIVE
+    (rb,) = of(o.execution_finished("b/w", OK, 3), Rollback)
+    assert rb.call_id == "a/w"
