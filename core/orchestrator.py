@@ -27,6 +27,7 @@ approved after it goes LIVE (nor DRY_RUN under ``lock_mode: mock_only``).
 from __future__ import annotations
 
 import heapq
+import re
 from typing import Any, Iterable, Mapping
 
 import attrs
@@ -71,6 +72,16 @@ from interlock.core.records import (
 from interlock.core.resources import expand_value
 
 S = State
+
+#: Intake's conflict reasons start "conflict C0007 <type> on <resource>: ...".
+_CONFLICT_REASON = re.compile(r"^conflict C\d+ (\w+) on ")
+
+
+def _conflict_rule(reason: str) -> str:
+    """The rule of a call cancelled by conflict resolution: the conflict's type."""
+    m = _CONFLICT_REASON.match(reason)
+    kind = m.group(1) if m else "unknown"
+    return "duplicate_irreversible" if kind == "duplicate_irreversible" else f"conflict.{kind}"
 
 
 class CallRecord:
@@ -242,7 +253,7 @@ class Orchestrator:
         for cid in self.order:
             rec = self.calls[cid]
             if cid in res.rejected:
-                rule = "tool_denied" if "policy denies" in res.rejected[cid] else "plan_problem"
+                rule = "tool_denied" if res.rejected[cid].startswith("policy denies tool") else "plan_problem"
                 self._fire(rec, "reject", frozenset(), now, rule, {"reason": res.rejected[cid]})
                 rec.reason = res.rejected[cid]
                 out.append(Cancelled(cid, rec.state.value, res.rejected[cid]))
@@ -294,8 +305,7 @@ class Orchestrator:
             rec = self.calls[cid]
             if rec.state in FINAL:
                 continue
-            rule = "duplicate_irreversible" if "duplicate" in reason or "already started" in reason else "conflict"
-            out.extend(self._cancel(rec, now, rule, reason))
+            out.extend(self._cancel(rec, now, _conflict_rule(reason), reason))
         # Dependents of rejected calls whose escalation does not cover them cannot run.
         covered = {pair for esc in res.escalations for pair in esc.drop_deps}
         for cid in self.order:

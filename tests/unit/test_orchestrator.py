@@ -309,3 +309,14 @@ def test_a_compensation_waits_for_the_call_serialized_after_it():
     assert o.state_of("b/w") is State.RUNNING_LIVE
     (rb,) = of(o.execution_finished("b/w", OK, 3), Rollback)
     assert rb.call_id == "a/w"
+
+
+def test_a_call_that_loses_a_priority_conflict_is_cancelled_with_the_conflict_as_its_rule():
+    from interlock.core.model import ConflictPolicy, Strategy
+
+    pol = Policy(allow_live=True, conflicts=ConflictPolicy(write_write=Strategy.PRIORITY))
+    o = Auto(CATALOG, pol, run_id="r")
+    cmds = o.submit(plans(plan("p1", step("w", "write"), priority=1), plan("p2", step("w", "write"), priority=5)), 0)
+    assert [c.call_id for c in of(cmds, Execute)] == ["p2/w"]
+    assert o.state_of("p1/w") is State.CANCELLED and o.calls["p1/w"].rule == "conflict.write_write"
+    assert "lost to p2/w" in o.calls["p1/w"].reason
