@@ -58,6 +58,7 @@ class PrometheusObserver(RunObserver):
         self._pc = pc
         self.registry = registry if registry is not None else pc.CollectorRegistry()
         self.textfile = textfile
+        self._anomalies_seen = 0  # anomalies already counted (state_changed runs after every step)
         self.calls = pc.Counter("interlock_tool_calls", "Tool call attempts finished, by tool, mode and outcome",
                                 ["tool", "mode", "outcome"], registry=self.registry)
         self.duration = pc.Histogram("interlock_tool_duration_seconds", "Duration of tool call attempts",
@@ -85,12 +86,17 @@ class PrometheusObserver(RunObserver):
         self.calls.labels(tool=record.tool, mode=record.mode, outcome=record.outcome).inc()
         self.duration.labels(tool=record.tool, mode=record.mode).observe(max(0.0, float(record.duration_ms)) / 1000.0)
 
-    def run_finished(self, orchestrator: Any) -> None:
+    def state_changed(self, orchestrator: Any) -> None:
+        """After every committed step: health, lock and anomalies are live, not only at the end."""
         health = orchestrator.monitor.health()
         self.health.set(math.nan if health is None else float(health))
         self.locked.set(1 if orchestrator.locked else 0)
-        for a in orchestrator.anomalies:
+        for a in orchestrator.anomalies[self._anomalies_seen:]:
             self.anomalies.labels(kind=a.kind).inc()
+        self._anomalies_seen = len(orchestrator.anomalies)
+
+    def run_finished(self, orchestrator: Any) -> None:
+        self.state_changed(orchestrator)
         if self.textfile:
             self.write_textfile(self.textfile)
 

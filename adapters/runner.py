@@ -65,6 +65,9 @@ class RunObserver:
     def execution_finished(self, cmd: Execute, call: Any, record: Any) -> None:
         """An attempt ended; ``record`` is its ExecutionRecord (mode, outcome, duration, decision)."""
 
+    def state_changed(self, orchestrator: Any) -> None:
+        """A step was committed: health, lock state and anomalies may have changed."""
+
     def run_finished(self, orchestrator: Any) -> None:
         """Every call is final."""
 
@@ -164,6 +167,8 @@ class Runner:
             self._persisted[kind] = len(items)
         if self.store is not None and (lines or records):
             self.store.commit_step(self.run_id, transitions=lines, records=records)
+        if self.observers and (lines or records):
+            self._notify("state_changed", orch)
 
     # ------------------------------------------------------------------ loop
 

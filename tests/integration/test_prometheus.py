@@ -215,3 +215,22 @@ def test_without_prometheus_client_it_says_so(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(EnvironmentProblem, match=r"pip install 'interlock\[prometheus\]'"):
         PrometheusObserver()
+
+
+def test_health_and_lock_gauges_are_live_during_a_run():
+    """state_changed (after every committed step) updates the gauges, not only run_finished."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from interlock.adapters.prom import PrometheusObserver
+    from interlock.core.records import AnomalyRecord
+
+    obs = PrometheusObserver(CollectorRegistry())
+    an = AnomalyRecord("unsafe_escalation", 7, "lock", 0.6, 0.4, 1.0, 10, "drift")
+    orch = SimpleNamespace(monitor=SimpleNamespace(health=lambda: 42.0), locked=True, anomalies=[an])
+    obs.state_changed(orch)
+    obs.state_changed(orch)  # the same anomaly is counted once
+    text = obs.text()
+    assert "interlock_health_score 42.0" in text and "interlock_system_locked 1.0" in text
+    assert 'interlock_anomalies_total{kind="unsafe_escalation"} 1.0' in text
