@@ -58,7 +58,10 @@ class PrometheusObserver(RunObserver):
         self._pc = pc
         self.registry = registry if registry is not None else pc.CollectorRegistry()
         self.textfile = textfile
-        self._anomalies_seen = 0  # anomalies already counted (state_changed runs after every step)
+        # anomalies of the current run already counted (state_changed runs after every step;
+        # one observer may serve many runs, each with its own list)
+        self._anomalies_of: int | None = None
+        self._anomalies_seen = 0
         self.calls = pc.Counter("interlock_tool_calls", "Tool call attempts finished, by tool, mode and outcome",
                                 ["tool", "mode", "outcome"], registry=self.registry)
         self.duration = pc.Histogram("interlock_tool_duration_seconds", "Duration of tool call attempts",
@@ -91,6 +94,8 @@ class PrometheusObserver(RunObserver):
         health = orchestrator.monitor.health()
         self.health.set(math.nan if health is None else float(health))
         self.locked.set(1 if orchestrator.locked else 0)
+        if self._anomalies_of != id(orchestrator):
+            self._anomalies_of, self._anomalies_seen = id(orchestrator), 0
         for a in orchestrator.anomalies[self._anomalies_seen:]:
             self.anomalies.labels(kind=a.kind).inc()
         self._anomalies_seen = len(orchestrator.anomalies)

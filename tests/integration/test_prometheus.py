@@ -234,3 +234,20 @@ def test_health_and_lock_gauges_are_live_during_a_run():
     text = obs.text()
     assert "interlock_health_score 42.0" in text and "interlock_system_locked 1.0" in text
     assert 'interlock_anomalies_total{kind="unsafe_escalation"} 1.0' in text
+
+
+def test_one_observer_counts_each_runs_anomalies():
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from interlock.adapters.prom import PrometheusObserver
+    from interlock.core.records import AnomalyRecord
+
+    obs = PrometheusObserver(CollectorRegistry())
+    an = AnomalyRecord("high_conflict", 8, "reorder", 0.7, 0.5, 1.0, 10, "conflicts")
+    for _ in range(2):  # two runs, each with its own orchestrator and one anomaly
+        orch = SimpleNamespace(monitor=SimpleNamespace(health=lambda: None), locked=False, anomalies=[an])
+        obs.state_changed(orch)
+        obs.run_finished(orch)
+    assert 'interlock_anomalies_total{kind="high_conflict"} 2.0' in obs.text()
