@@ -102,6 +102,7 @@ class PrometheusObserver(RunObserver):
 
     def run_finished(self, orchestrator: Any) -> None:
         self.state_changed(orchestrator)
+        self._anomalies_of, self._anomalies_seen = None, 0  # the next run starts its own count
         if self.textfile:
             self.write_textfile(self.textfile)
 
