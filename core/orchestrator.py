@@ -191,7 +191,6 @@ class Orchestrator:
         self._blocked_by_tool: dict[str, list[tuple[int, int, str]]] = {}
         self._running = 0
         self._running_by_tool: dict[str, int] = {}
-        self._freed: set[str] = set()
         self._completions = 0
         self._sagas: dict[str, _Saga] = {}
         self._saga_waiting: dict[str, str] = {}  # running call id -> plan whose saga waits for it
@@ -699,9 +698,11 @@ class Orchestrator:
         limit = self.policy.max_concurrency
         # Tools with free slots hand them to the best calls waiting for them: as many
         # as there are free slots (re-queueing every blocked call would be quadratic).
-        while self._freed:
-            tool = self._freed.pop()
-            blocked = self._blocked_by_tool.get(tool)
+        # Every tool with waiting calls is looked at: O(tools) per event, and no path
+        # can leave a call waiting for a slot that is free.
+        for tool, blocked in self._blocked_by_tool.items():
+            if not blocked:
+                continue
             tlimit = self._tool_limit(tool)
             free = (tlimit or 0) - self._running_by_tool.get(tool, 0)
             while blocked and free > 0:
@@ -737,9 +738,7 @@ class Orchestrator:
     def _release_slot(self, rec: CallRecord) -> None:
         self._running -= 1
         tool = rec.call.tool
-        self._running_by_tool[tool] -= 1
-        if self._blocked_by_tool.get(tool):
-            self._freed.add(tool)  # _pump hands the free slots to the calls waiting for it
+        self._running_by_tool[tool] -= 1  # _pump hands the free slot to a call waiting for it
 
     def _needs_claim(self, rec: CallRecord, dest: State) -> bool:
         return dest is S.RUNNING_LIVE and rec.call.contract.guarded_once and not rec.claimed
