@@ -79,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from interlock.adapters.console import Progress, print_summary
     from interlock.adapters.sinks import StreamSink
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        from interlock.adapters.cli import EnvironmentProblem
-
-        raise EnvironmentProblem(f"--out {out} exists and is not a directory")
+    out = Path(args.out)  # checked by Runtime.arun (prepare_out_dir) before anything runs
     if args.seed is not None and not args.fake_clock:
         raise UsageProblem("--seed needs --fake-clock (a seed only makes sense for a deterministic run)")
     from interlock.adapters.loading import load_inputs
